@@ -1,15 +1,9 @@
 """Shared test configuration: strict JAX numerics and a fresh-key fixture."""
 
-import os
+import itertools
 
-# Eight virtual CPU devices so the sharding tests have a mesh to shard over. Must be set
-# before JAX initialises its backends.
-os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
-
-import itertools  # noqa: E402
-
-import jax  # noqa: E402
-import pytest  # noqa: E402
+import jax
+import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
