@@ -1,0 +1,40 @@
+"""Multi-layer perceptron."""
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+
+from fnn.models.activations import Activation, get_activation
+from fnn.models.linear import flatten
+
+
+class MLP(nn.Module):
+    """Dense layers with an activation and optional dropout after each hidden layer.
+
+    Attributes:
+      hidden: widths of the hidden layers, e.g. ``(256, 256)``.
+      outputs: width of the output layer (logits or regression outputs).
+      activation: name (``"relu"``, ``"tanh"``, ...) or callable applied after each hidden layer.
+      dropout: probability of *dropping* a hidden unit during training (0 disables dropout).
+
+    Input ``x: <float>[batch, ...]`` (flattened); output ``<float32>[batch, outputs]``.
+    With ``train=True`` and ``dropout > 0`` the caller passes ``rngs={"dropout": key}``.
+    """
+
+    hidden: Sequence[int]
+    outputs: int
+    activation: str | Activation = "relu"
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
+        act = get_activation(self.activation)
+        x = flatten(x)
+        for width in self.hidden:
+            x = act(nn.Dense(width)(x))
+            if self.dropout > 0:
+                x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        return nn.Dense(self.outputs)(x)

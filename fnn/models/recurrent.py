@@ -1,0 +1,134 @@
+"""Recurrent networks (SimpleRNN, LSTM, GRU) and an Embedding + recurrent text classifier.
+
+All recurrences run through Flax's ``nn.RNN`` (a ``lax.scan`` over time), never a Python loop.
+Sequences are batch-major: ``x: <float>[batch, time, features]``.
+"""
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+CELLS = {"simple": nn.SimpleCell, "rnn": nn.SimpleCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}
+
+
+def _cell_class(cell: str) -> type[nn.RNNCellBase]:
+    try:
+        return CELLS[cell.lower()]
+    except (KeyError, AttributeError):
+        raise ValueError(f"cell: unknown {cell!r}; expected one of {sorted(CELLS)}") from None
+
+
+def last_valid(outputs: jax.Array, lengths: jax.Array | None) -> jax.Array:
+    """Selects each sequence's output at its last real step.
+
+    Args:
+      outputs: ``<float>[batch, time, hidden]``.
+      lengths: ``<int>[batch]`` true lengths (>= 1), or None when no sequence is padded.
+
+    Returns:
+      ``<float>[batch, hidden]``.
+    """
+    if lengths is None:
+        return outputs[:, -1]
+    index = jnp.clip(lengths - 1, 0, outputs.shape[1] - 1)
+    return jnp.take_along_axis(outputs, index[:, None, None], axis=1)[:, 0]
+
+
+class Recurrent(nn.Module):
+    """A stack of recurrent layers with an optional dense head.
+
+    Attributes:
+      hidden: width of the recurrent state; a sequence stacks several layers.
+      outputs: width of a dense layer applied to the result (None: no head).
+      return_sequences: return every step ``[batch, time, ...]`` instead of the last real step
+        ``[batch, ...]``. Padded steps (``t >= lengths``) are zeroed.
+      cell: ``"simple"`` (Elman), ``"lstm"`` or ``"gru"``.
+
+    Call with ``x: <float>[batch, time, features]`` and optional ``lengths: <int>[batch]``;
+    padding must be at the end of each sequence. Steps past a sequence's length never change
+    its result.
+    """
+
+    hidden: int | Sequence[int]
+    outputs: int | None = None
+    return_sequences: bool = False
+    cell: str = "lstm"
+
+    @nn.compact
+    def __call__(
+        self, x: jax.Array, *, lengths: jax.Array | None = None, train: bool = False
+    ) -> jax.Array:
+        del train
+        if x.ndim != 3:
+            raise ValueError(
+                f"x: recurrent models expect <float>[batch, time, features], got shape {x.shape}"
+            )
+        cell_class = _cell_class(self.cell)
+        widths = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
+        for width in widths:
+            x = nn.RNN(cell_class(width))(x, seq_lengths=lengths)
+        if self.return_sequences:
+            if lengths is not None:
+                mask = jnp.arange(x.shape[1])[None, :] < lengths[:, None]  # [B, T]
+                x = jnp.where(mask[:, :, None], x, 0.0)
+        else:
+            x = last_valid(x, lengths)
+        if self.outputs is not None:
+            x = nn.Dense(self.outputs)(x)
+        return x
+
+
+class SimpleRNN(Recurrent):
+    """Elman RNN, ``h_t = tanh(W x_t + U h_{t-1} + b)``; see :class:`Recurrent`."""
+
+    cell: str = "simple"
+
+
+class LSTM(Recurrent):
+    """Long short-term memory (Hochreiter & Schmidhuber, 1997); see :class:`Recurrent`."""
+
+    cell: str = "lstm"
+
+
+class GRU(Recurrent):
+    """Gated recurrent unit (Cho et al., arXiv:1406.1078, 2014); see :class:`Recurrent`."""
+
+    cell: str = "gru"
+
+
+class TextClassifier(nn.Module):
+    """Token ids -> embedding -> recurrent layers -> logits.
+
+    Attributes:
+      vocab_size: number of token ids; id 0 is padding.
+      embed_dim: embedding width.
+      hidden: recurrent width (or widths, stacked).
+      outputs: number of logits (1 for binary classification with ``binary_cross_entropy``).
+      cell: ``"simple"``, ``"lstm"`` or ``"gru"``.
+      pad_id: the padding token id.
+
+    Input ``ids: <int>[batch, time]``, right-padded with ``pad_id``; the true lengths are the
+    number of non-pad tokens, so appending more padding never changes the result. Output
+    ``<float32>[batch, outputs]``.
+    """
+
+    vocab_size: int
+    embed_dim: int
+    hidden: int | Sequence[int]
+    outputs: int
+    cell: str = "lstm"
+    pad_id: int = 0
+
+    @nn.compact
+    def __call__(self, ids: jax.Array, *, train: bool = False) -> jax.Array:
+        if ids.ndim != 2 or not jnp.issubdtype(ids.dtype, jnp.integer):
+            raise ValueError(
+                f"ids: TextClassifier expects <int>[batch, time] token ids, got "
+                f"{ids.dtype}{list(ids.shape)}"
+            )
+        lengths = jnp.maximum(jnp.sum(ids != self.pad_id, axis=1), 1)  # [B]
+        x = nn.Embed(self.vocab_size, self.embed_dim)(ids)  # [B, T, E]
+        x = Recurrent(self.hidden, cell=self.cell)(x, lengths=lengths, train=train)
+        return nn.Dense(self.outputs)(x)

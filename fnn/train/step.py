@@ -1,0 +1,104 @@
+"""Pure train / eval / predict steps.
+
+A batch is a tuple ``(x, y)`` or ``(x, y, mask)`` with ``x: [batch, ...]``, ``y: [batch, ...]``
+and ``mask: <float32>[batch]`` (1 for a real example, 0 for padding). The loss of a step is the
+mean of the per-example loss over the real examples, ``sum(loss * mask) / sum(mask)``, so a
+padded last batch trains exactly as the same examples without padding would.
+
+The steps return *sums* (see ``fnn.metrics``): ``{"loss": {"sum", "count"}, <metric>: ...}``,
+which :func:`summarize` turns into numbers once the sums of an epoch are merged.
+
+Jit them with the loss and metrics static and the state donated::
+
+    step = jax.jit(train_step, static_argnames=("loss_fn", "metrics"), donate_argnames="state")
+    state, sums = step(state, (x, y), loss_fn="cross_entropy", metrics=("accuracy",))
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from fnn import metrics as metrics_lib
+from fnn.losses import LossFn, get_loss
+from fnn.train.state import TrainState
+
+Batch = tuple[jax.Array, jax.Array] | tuple[jax.Array, jax.Array, jax.Array]
+MetricSpec = Sequence[str | metrics_lib.Metric]
+
+
+def _unpack(batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array]:
+    if not isinstance(batch, tuple | list) or len(batch) not in (2, 3):
+        raise TypeError(f"batch: expected a tuple (x, y) or (x, y, mask), got {type(batch)}")
+    if len(batch) == 2:
+        x, y = batch
+        mask = jnp.ones((jnp.shape(x)[0],), jnp.float32)
+    else:
+        x, y, mask = batch
+    return x, y, mask
+
+
+def _sums(loss_values, predictions, y, mask, metrics) -> dict[str, Any]:
+    sums = {"loss": {"sum": jnp.sum(loss_values * mask), "count": jnp.sum(mask)}}
+    sums.update(metrics_lib.update(metrics, predictions, y, mask))
+    return sums
+
+
+def train_step(
+    state: TrainState, batch: Batch, loss_fn: str | LossFn, metrics: MetricSpec = ()
+) -> tuple[TrainState, dict[str, Any]]:
+    """One gradient step on ``batch``.
+
+    Args:
+      state: the current state.
+      batch: ``(x, y)`` or ``(x, y, mask)``, see the module docstring.
+      loss_fn: a per-example loss (``fnn.losses``) or its name.
+      metrics: metric names or ``fnn.metrics.Metric`` values to accumulate.
+
+    Returns:
+      ``(new_state, sums)``: the state after one update, and the sums of the loss and metrics
+      computed on the predictions made *before* the update (with dropout active).
+    """
+    loss_fn = get_loss(loss_fn)
+    metrics = metrics_lib.get_metrics(metrics)
+    x, y, mask = _unpack(batch)
+    dropout_key = state.step_key()
+
+    def objective(params):
+        predictions = state.apply_fn(
+            {"params": params}, x, train=True, rngs={"dropout": dropout_key}
+        )
+        values = loss_fn(predictions, y)
+        mean = jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+        return mean, (values, predictions)
+
+    (_, (values, predictions)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    return state.apply_gradients(grads), _sums(values, predictions, y, mask, metrics)
+
+
+def eval_step(
+    state: TrainState, batch: Batch, loss_fn: str | LossFn, metrics: MetricSpec = ()
+) -> dict[str, Any]:
+    """Loss and metric sums on ``batch`` with the model in inference mode (no dropout)."""
+    loss_fn = get_loss(loss_fn)
+    metrics = metrics_lib.get_metrics(metrics)
+    x, y, mask = _unpack(batch)
+    predictions = state.apply_fn({"params": state.params}, x, train=False)
+    return _sums(loss_fn(predictions, y), predictions, y, mask, metrics)
+
+
+def predict_step(state: TrainState, x: jax.Array) -> jax.Array:
+    """The model's outputs on ``x`` in inference mode."""
+    return state.apply_fn({"params": state.params}, x, train=False)
+
+
+def summarize(sums: Mapping[str, Any], metrics: MetricSpec = ()) -> dict[str, Any]:
+    """Turns accumulated sums into ``{"loss": float, <metric>: value}`` (host values)."""
+    metrics = metrics_lib.get_metrics(metrics)
+    sums = jax.device_get(sums)
+    out: dict[str, Any] = {"loss": float(sums["loss"]["sum"] / max(sums["loss"]["count"], 1.0))}
+    for name, value in metrics_lib.compute(metrics, sums).items():
+        value = jax.device_get(value)
+        out[name] = float(value) if jnp.ndim(value) == 0 else value
+    return out
