@@ -5,6 +5,7 @@ Sequences are batch-major: ``x: <float>[batch, time, features]``.
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -45,6 +46,8 @@ class Recurrent(nn.Module):
       return_sequences: return every step ``[batch, time, ...]`` instead of the last real step
         ``[batch, ...]``. Padded steps (``t >= lengths``) are zeroed.
       cell: ``"simple"`` (Elman), ``"lstm"`` or ``"gru"``.
+      dtype: computation dtype (None: inferred from inputs and parameters).
+      param_dtype: dtype of parameters and of the initial state.
 
     Call with ``x: <float>[batch, time, features]`` and optional ``lengths: <int>[batch]``;
     padding must be at the end of each sequence. Steps past a sequence's length never change
@@ -55,6 +58,8 @@ class Recurrent(nn.Module):
     outputs: int | None = None
     return_sequences: bool = False
     cell: str = "lstm"
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(
@@ -68,7 +73,8 @@ class Recurrent(nn.Module):
         cell_class = _cell_class(self.cell)
         widths = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
         for width in widths:
-            x = nn.RNN(cell_class(width))(x, seq_lengths=lengths)
+            cell = cell_class(width, dtype=self.dtype, param_dtype=self.param_dtype)
+            x = nn.RNN(cell)(x, seq_lengths=lengths)
         if self.return_sequences:
             if lengths is not None:
                 mask = jnp.arange(x.shape[1])[None, :] < lengths[:, None]  # [B, T]
@@ -76,7 +82,7 @@ class Recurrent(nn.Module):
         else:
             x = last_valid(x, lengths)
         if self.outputs is not None:
-            x = nn.Dense(self.outputs)(x)
+            x = nn.Dense(self.outputs, dtype=self.dtype, param_dtype=self.param_dtype)(x)
         return x
 
 
