@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from fnn._checks import describe, is_concrete
 
@@ -41,17 +42,18 @@ def _per_example(values: jax.Array) -> jax.Array:
 def mean_squared_error(predictions: jax.Array, targets: jax.Array) -> jax.Array:
     """Squared error averaged over the output axes: ``mean((p - t)**2)`` per example.
 
-    Args:
-      predictions: ``<float>[batch, ...]``.
-      targets: same shape, or ``[batch]`` when predictions are ``[batch, 1]``.
+        Args:
+          predictions: ``<float>[batch, ...]``.
+          targets: same shape, or ``[batch]`` when predictions are ``[batch, 1]``.
 
-    Returns:
-      ``<float32>[batch]``.
+        Returns:
+          ``<float32>[batch]``.
 
-    Example:
-      >>> import jax.numpy as jnp
-      >>> mean_squared_error(jnp.array([[1.0], [3.0]]), jnp.array([0.0, 1.0]))
-      Array([1., 4.], dtype=float32)
+        Example:
+          >>> import jax.numpy as jnp
+    import numpy as np
+          >>> mean_squared_error(jnp.array([[1.0], [3.0]]), jnp.array([0.0, 1.0]))
+          Array([1., 4.], dtype=float32)
     """
     predictions = jnp.asarray(predictions)
     targets = _match_targets(predictions, jnp.asarray(targets), "targets")
@@ -76,15 +78,13 @@ def binary_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """
     logits = jnp.asarray(logits)
     labels = _match_targets(logits, jnp.asarray(labels), "labels")
-    if (
-        is_concrete(labels)
-        and labels.size
-        and (bool(jnp.any(labels < 0)) or bool(jnp.any(labels > 1)))
-    ):
-        raise ValueError(
-            f"labels: binary_cross_entropy expects values in [0, 1], got range "
-            f"[{float(labels.min())}, {float(labels.max())}]"
-        )
+    if is_concrete(labels) and labels.size:
+        values = np.asarray(labels)
+        lo, hi = float(values.min()), float(values.max())
+        if lo < 0 or hi > 1:
+            raise ValueError(
+                f"labels: binary_cross_entropy expects values in [0, 1], got range [{lo}, {hi}]"
+            )
     y = labels.astype(logits.dtype)
     values = jnp.maximum(logits, 0) - logits * y + jnp.log1p(jnp.exp(-jnp.abs(logits)))
     return _per_example(values)
@@ -93,21 +93,22 @@ def binary_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 def sparse_categorical_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Softmax cross-entropy from logits and integer class labels, ``logsumexp(z) - z[y]``.
 
-    Args:
-      logits: ``<float>[batch, classes]``.
-      labels: ``<int>[batch]`` in ``[0, classes)``.
+        Args:
+          logits: ``<float>[batch, classes]``.
+          labels: ``<int>[batch]`` in ``[0, classes)``.
 
-    Returns:
-      ``<float32>[batch]``.
+        Returns:
+          ``<float32>[batch]``.
 
-    Raises:
-      ValueError: on a shape mismatch or concrete labels outside ``[0, classes)``.
-      TypeError: for non-integer labels.
+        Raises:
+          ValueError: on a shape mismatch or concrete labels outside ``[0, classes)``.
+          TypeError: for non-integer labels.
 
-    Example:
-      >>> import jax.numpy as jnp
-      >>> sparse_categorical_cross_entropy(jnp.zeros((1, 4)), jnp.array([2]))
-      Array([1.3862944], dtype=float32)
+        Example:
+          >>> import jax.numpy as jnp
+    import numpy as np
+          >>> sparse_categorical_cross_entropy(jnp.zeros((1, 4)), jnp.array([2]))
+          Array([1.3862944], dtype=float32)
     """
     logits = jnp.asarray(logits)
     labels = jnp.asarray(labels)
@@ -121,15 +122,13 @@ def sparse_categorical_cross_entropy(logits: jax.Array, labels: jax.Array) -> ja
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(f"labels: expected integer class ids, got dtype {labels.dtype}")
     classes = logits.shape[1]
-    if (
-        is_concrete(labels)
-        and labels.size
-        and (bool(jnp.any(labels < 0)) or bool(jnp.any(labels >= classes)))
-    ):
-        raise ValueError(
-            f"labels: expected class ids in [0, {classes}), got range "
-            f"[{int(labels.min())}, {int(labels.max())}]"
-        )
+    if is_concrete(labels) and labels.size:
+        values = np.asarray(labels)
+        lo, hi = int(values.min()), int(values.max())
+        if lo < 0 or hi >= classes:
+            raise ValueError(
+                f"labels: expected class ids in [0, {classes}), got range [{lo}, {hi}]"
+            )
     log_z = jax.nn.logsumexp(logits, axis=1)
     picked = jnp.take_along_axis(logits, labels[:, None].astype(jnp.int32), axis=1)[:, 0]
     return log_z - picked

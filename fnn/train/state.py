@@ -28,6 +28,8 @@ class TrainState(struct.PyTreeNode):
       apply_fn: the model's ``apply``, called as
         ``apply_fn({"params": p}, x, train=..., rngs=...)``.
       tx: the ``optax.GradientTransformation``.
+      input_shape: shape of one example (without the batch axis) of the input given to
+        :meth:`create`; ``fit`` checks inputs against its rank before any tracing.
     """
 
     step: jax.Array
@@ -36,6 +38,7 @@ class TrainState(struct.PyTreeNode):
     rng: jax.Array
     apply_fn: Callable[..., Any] = struct.field(pytree_node=False)
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
+    input_shape: tuple[int, ...] | None = struct.field(pytree_node=False, default=None)
 
     @classmethod
     def create(
@@ -72,7 +75,13 @@ class TrainState(struct.PyTreeNode):
                 raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
             key = jax.random.key(seed)
         init_key, run_key = jax.random.split(key)
-        variables = model.init(init_key, jnp.asarray(example_input), train=False)
+        example_input = jnp.asarray(example_input)
+        if example_input.ndim < 1 or example_input.shape[0] < 1:
+            raise ValueError(
+                f"example_input: expected a batch [batch >= 1, ...], "
+                f"got shape {example_input.shape}"
+            )
+        variables = model.init(init_key, example_input, train=False)
         params = variables["params"]
         return cls(
             step=jnp.zeros((), jnp.int32),
@@ -81,6 +90,7 @@ class TrainState(struct.PyTreeNode):
             rng=jax.random.key_data(run_key),
             apply_fn=model.apply,
             tx=optimizer,
+            input_shape=tuple(example_input.shape[1:]),
         )
 
     @property

@@ -40,7 +40,9 @@ def _unpack(batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array]:
 
 
 def _sums(loss_values, predictions, y, mask, metrics) -> dict[str, Any]:
-    sums = {"loss": {"sum": jnp.sum(loss_values * mask), "count": jnp.sum(mask)}}
+    # where, not multiply: a padded row's loss must not leak in even when it is not finite.
+    real = mask > 0
+    sums = {"loss": {"sum": jnp.sum(jnp.where(real, loss_values, 0.0)), "count": jnp.sum(mask)}}
     sums.update(metrics_lib.update(metrics, predictions, y, mask))
     return sums
 
@@ -70,7 +72,8 @@ def train_step(
             {"params": params}, x, train=True, rngs={"dropout": dropout_key}
         )
         values = loss_fn(predictions, y)
-        mean = jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+        total = jnp.sum(jnp.where(mask > 0, values * mask, 0.0))
+        mean = total / jnp.maximum(jnp.sum(mask), 1.0)
         return mean, (values, predictions)
 
     (_, (values, predictions)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
