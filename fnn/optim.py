@@ -14,6 +14,7 @@ order to the gradient ``g`` of the loss at parameters ``w``:
 5. scaling by ``-learning_rate`` (a float or a schedule of the step count).
 """
 
+import functools
 from collections.abc import Callable, Sequence
 
 import optax
@@ -61,6 +62,12 @@ def _chain(
     return optax.chain(*parts)
 
 
+# Optimizers and schedules are cached by their arguments: building ``sgd(0.1)`` twice returns the
+# same object, so states made with equal configurations share compiled training programs.
+_cached = functools.lru_cache(maxsize=256)
+
+
+@_cached
 def sgd(
     learning_rate: LearningRate,
     *,
@@ -106,6 +113,7 @@ def sgd(
     return _chain(rule, learning_rate, clip_norm, clip_value, weight_decay, decoupled_weight_decay)
 
 
+@_cached
 def adam(
     learning_rate: LearningRate,
     *,
@@ -154,12 +162,14 @@ def _check_steps(name: str, value: int) -> None:
         raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
 
 
+@_cached
 def constant(value: float) -> Schedule:
     """``lr(step) = value``."""
     check_positive("value", value, allow_zero=True)
     return optax.constant_schedule(value)
 
 
+@_cached
 def exponential_decay(
     init_value: float, *, decay_rate: float, decay_steps: int, staircase: bool = False
 ) -> Schedule:
@@ -193,6 +203,7 @@ def step_decay(init_value: float, *, boundaries: Sequence[int], factor: float = 
     return optax.piecewise_constant_schedule(init_value, {b: factor for b in boundaries})
 
 
+@_cached
 def cosine_decay(init_value: float, *, decay_steps: int, alpha: float = 0.0) -> Schedule:
     """``lr(step) = init_value * ((1 - alpha) * 0.5 * (1 + cos(pi * t)) + alpha)`` with
     ``t = min(step, decay_steps) / decay_steps`` (Loshchilov & Hutter, SGDR, arXiv:1608.03983).
@@ -204,6 +215,7 @@ def cosine_decay(init_value: float, *, decay_steps: int, alpha: float = 0.0) -> 
     return optax.cosine_decay_schedule(init_value, decay_steps=decay_steps, alpha=alpha)
 
 
+@_cached
 def warmup_cosine_decay(
     peak_value: float,
     *,

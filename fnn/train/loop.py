@@ -14,7 +14,9 @@ Three ways to run an epoch, one set of semantics:
 All three visit the same batches in the same order for a given seed (the permutation of epoch
 ``e`` is ``jax.random.permutation(fold_in(key(seed), e), n)``), use the dropout key
 ``fold_in(state.key, state.step)`` at every step, and so give the same parameters up to float
-rounding; the fused and streamed paths are bit-identical on the same device.
+rounding (the programs differ only in how XLA fuses the batch gather). A given path is
+deterministic: the same seed gives the same bits on the same device, and so does a run resumed
+from a checkpoint.
 
 Remainders: with ``n`` examples and batch size ``B``, ``drop_remainder=False`` (the default)
 runs ``ceil(n / B)`` steps per epoch and the last batch is padded with masked rows, so its loss

@@ -12,6 +12,29 @@ from flax import struct
 PRNGKey = jax.Array
 
 
+class ModelApply:
+    """``model.apply`` as a value: equal models give equal (and equally hashed) functions.
+
+    A bound method compares its ``__self__`` by identity, so two equal models would look like
+    different static arguments to ``jax.jit`` and every new ``TrainState`` would compile anew.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def __call__(self, *args, **kwargs):
+        return self.model.apply(*args, **kwargs)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, ModelApply) and self.model == other.model
+
+    def __hash__(self) -> int:
+        return hash(self.model)
+
+    def __repr__(self) -> str:
+        return f"ModelApply({self.model!r})"
+
+
 class TrainState(struct.PyTreeNode):
     """Parameters, optimizer state, step counter and random key of one training run.
 
@@ -88,7 +111,7 @@ class TrainState(struct.PyTreeNode):
             params=params,
             opt_state=optimizer.init(params),
             rng=jax.random.key_data(run_key),
-            apply_fn=model.apply,
+            apply_fn=ModelApply(model),
             tx=optimizer,
             input_shape=tuple(example_input.shape[1:]),
         )
