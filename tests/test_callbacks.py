@@ -1,0 +1,161 @@
+"""Checkpoints, resume, Ctrl-C, early stopping and the non-finite-loss guard."""
+
+import jax
+import numpy as np
+import pytest
+
+import fnn
+from fnn import models, optim
+from fnn.train import Callback
+from fnn.train.checkpoint import CheckpointStore
+
+SGD = optim.sgd(0.1, momentum=0.9)
+MODEL = models.MLP((16,), 3, dropout=0.2)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 1).astype(np.int32)
+    return x, y
+
+
+def fit(x, y, epochs, **kwargs):
+    state = fnn.TrainState.create(MODEL, SGD, x[:1], seed=1)
+    kwargs.setdefault("batch_size", 7)
+    return fnn.fit(state, x, y, loss="cross_entropy", epochs=epochs, verbose=0, seed=2, **kwargs)
+
+
+def assert_trees_equal(a, b):
+    jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(data, tmp_path):
+    x, y = data
+    full, full_history = fit(x, y, 6, metrics=["accuracy"])
+    ckpt = tmp_path / "run"
+    fit(x, y, 3, metrics=["accuracy"], callbacks=[fnn.Checkpoint(ckpt)])
+    assert CheckpointStore(ckpt).all_epochs() == [1, 2, 3]
+    resumed, history = fit(
+        x, y, 6, metrics=["accuracy"], resume_from=ckpt, callbacks=[fnn.Checkpoint(ckpt)]
+    )
+    assert_trees_equal(full.params, resumed.params)
+    assert_trees_equal(full.opt_state, resumed.opt_state)
+    assert int(resumed.step) == int(full.step)
+    assert history["epoch"] == [1, 2, 3, 4, 5, 6]
+    assert history["loss"] == full_history["loss"]
+    assert CheckpointStore(ckpt).all_epochs() == [4, 5, 6]  # max_to_keep=3
+
+
+def test_resume_from_an_empty_directory_starts_fresh(data, tmp_path):
+    x, y = data
+    a, _ = fit(x, y, 2)
+    b, history = fit(x, y, 2, resume_from=tmp_path / "nothing-yet")
+    assert_trees_equal(a.params, b.params)
+    assert len(history) == 2
+
+
+def test_checkpoint_every_n_epochs_keeps_the_last_epoch(data, tmp_path):
+    x, y = data
+    fit(x, y, 5, callbacks=[fnn.Checkpoint(tmp_path, every=2, max_to_keep=None)])
+    assert CheckpointStore(tmp_path).all_epochs() == [2, 4, 5]
+
+
+class InterruptAt(Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, run):
+        if run.epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(data, tmp_path):
+    x, y = data
+    full, _ = fit(x, y, 4)
+    ckpt = tmp_path / "ctrl-c"
+    with pytest.raises(KeyboardInterrupt):
+        fit(x, y, 4, callbacks=[fnn.Checkpoint(ckpt, every=10), InterruptAt(2)])
+    assert CheckpointStore(ckpt).all_epochs() == [2]
+    resumed, history = fit(x, y, 4, resume_from=ckpt)
+    assert_trees_equal(full.params, resumed.params)
+    assert history["epoch"] == [1, 2, 3, 4]
+
+
+def diverging_optimizer():
+    # A sane step size for 12 steps, then an absurd one: the loss overflows a few steps later.
+    return optim.sgd(optim.step_decay(0.01, boundaries=[12], factor=1e12))
+
+
+def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_good_checkpoint(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, 3.0])).astype(np.float32)
+    state = fnn.TrainState.create(models.LinearRegression(), diverging_optimizer(), x[:1])
+    ckpt = tmp_path / "nan"
+    with pytest.raises(
+        fnn.NonFiniteLossError, match=r"non-finite loss at epoch (\d+)/10, step (\d+)"
+    ) as info:
+        fnn.fit(
+            state,
+            x,
+            y,
+            loss="mse",
+            batch_size=4,
+            epochs=10,
+            verbose=0,
+            callbacks=[fnn.Checkpoint(ckpt, max_to_keep=None)],
+        )
+    err = info.value
+    assert err.epoch >= 2 and 0 <= err.step < 10
+    assert err.global_step == (err.epoch - 1) * 10 + err.step
+    # The state handed back is the last good one: finite, and exactly global_step updates in.
+    assert int(err.state.step) == err.global_step
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(err.state.params))
+    # Checkpoints exist for every completed epoch before the bad one, and nothing after.
+    store = CheckpointStore(ckpt)
+    assert store.all_epochs() == list(range(1, err.epoch))
+    restored, epoch, _, history = store.restore(state)
+    assert epoch == err.epoch - 1 and len(history) == epoch
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(restored.params))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_non_finite_guard_in_both_loops(fused):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    y = x.sum(axis=1).astype(np.float32)
+    state = fnn.TrainState.create(models.LinearRegression(), diverging_optimizer(), x[:1])
+    with pytest.raises(fnn.NonFiniteLossError) as info:
+        fnn.fit(state, x, y, loss="mse", batch_size=4, epochs=10, verbose=0, fused=fused)
+    assert info.value.global_step > 12
+    assert "non-finite loss" in info.value.history.stop_reason
+
+
+def test_early_stopping_restores_the_best_state(data):
+    x, y = data
+    # "max" on the training loss: epoch 1 is the best, then it never improves.
+    stop = fnn.EarlyStopping("loss", mode="max", patience=1)
+    state, history = fit(x, y, 10, callbacks=[stop])
+    assert len(history) == 3 and "early stopping" in history.stop_reason
+    first, _ = fit(x, y, 1)
+    assert_trees_equal(state.params, first.params)
+
+
+def test_early_stopping_on_validation_accuracy(data):
+    x, y = data
+    stop = fnn.EarlyStopping("val_accuracy", patience=2)
+    _, history = fit(
+        x, y, 40, metrics=["accuracy"], validation_data=(x[:30], y[:30]), callbacks=[stop]
+    )
+    best = max(history["val_accuracy"])
+    assert stop.best == best and stop.mode == "max"
+    if history.stop_reason:
+        assert len(history) == stop.best_epoch + 3
+
+
+def test_early_stopping_unknown_monitor(data):
+    x, y = data
+    with pytest.raises(ValueError, match="monitor: EarlyStopping watches 'val_loss'"):
+        fit(x, y, 2, callbacks=[fnn.EarlyStopping()])

@@ -1,0 +1,129 @@
+"""Every bad input to fit / evaluate / predict gives a clear error before anything compiles."""
+
+import numpy as np
+import pytest
+
+import fnn
+from fnn import models, optim
+
+X = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+Y = np.arange(20, dtype=np.int32) % 3
+
+
+@pytest.fixture(scope="module")
+def state():
+    return fnn.TrainState.create(models.MLP((8,), 3), optim.sgd(0.1), X[:1])
+
+
+def with_nan(a, where=(5, 2), value=np.nan):
+    a = a.copy()
+    a[where] = value
+    return a
+
+
+CASES = {
+    "length_mismatch": (
+        dict(y=Y[:19]),
+        ValueError,
+        r"x, y: different numbers of examples: x has 20, y has 19",
+    ),
+    "wrong_rank": (
+        dict(x=X.reshape(20, 2, 2)),
+        ValueError,
+        r"x: expected inputs of rank 2 \(\[n, 4\].*got shape \(20, 2, 2\)",
+    ),
+    "wrong_feature_count": (
+        dict(x=np.ones((20, 5), np.float32)),
+        ValueError,
+        r"x: examples of shape \(5,\) and dtype float32 do not fit the model",
+    ),
+    "string_inputs": (
+        dict(x=np.array([["a"] * 4] * 20)),
+        TypeError,
+        r"x: expected a numeric array, got dtype <U1",
+    ),
+    "object_labels": (dict(y=np.array([None] * 20)), TypeError, "y: expected a numeric array"),
+    "label_too_large": (
+        dict(y=np.where(Y == 2, 3, Y)),
+        ValueError,
+        r"y: labels must lie in \[0, 3\) for a model with 3 outputs, got range \[0, 3\]",
+    ),
+    "negative_label": (dict(y=Y - 1), ValueError, r"y: labels must lie in \[0, 3\).*\[-1, 1\]"),
+    "float_labels": (
+        dict(y=Y.astype(np.float32)),
+        TypeError,
+        "y: sparse_categorical_cross_entropy needs integer class labels, got dtype float32",
+    ),
+    "nan_inputs": (
+        dict(x=with_nan(X)),
+        ValueError,
+        r"x: contains 1 NaN/Inf value\(s\) \(first in example 5\)",
+    ),
+    "inf_inputs": (dict(x=with_nan(X, (7, 0), np.inf)), ValueError, r"first in example 7"),
+    "empty": (
+        dict(x=X[:0], y=Y[:0]),
+        ValueError,
+        r"x: is empty \(0 examples\)",
+    ),
+    "batch_zero": (
+        dict(batch_size=0),
+        ValueError,
+        r"batch_size: expected an integer in \[1, 20\] or 'full', got 0",
+    ),
+    "batch_too_big": (dict(batch_size=21), ValueError, r"batch_size: .*got 21"),
+    "batch_float": (dict(batch_size=2.5), TypeError, r"batch_size: expected an integer or 'full'"),
+    "epochs_zero": (dict(epochs=0), ValueError, r"epochs: expected an integer >= 1, got 0"),
+    "unknown_loss": (dict(loss="hinge"), ValueError, r"loss: unknown 'hinge'; expected"),
+    "unknown_metric": (dict(metrics=["auc"]), ValueError, r"metrics: unknown metric 'auc'"),
+    "bad_validation_pair": (
+        dict(validation_data=(X[:5], Y[:4])),
+        ValueError,
+        r"validation_data\[0\], validation_data\[1\]: different numbers of examples",
+    ),
+    "bad_validation_labels": (
+        dict(validation_data=(X[:5], Y[:5] + 7)),
+        ValueError,
+        r"validation_data\[1\]: labels must lie in \[0, 3\)",
+    ),
+    "bad_callback": (dict(callbacks=[print]), TypeError, "callbacks: expected fnn.callbacks"),
+    "mse_shape": (
+        dict(loss="mse", y=np.ones((20, 2), np.float32)),
+        ValueError,
+        r"y: does not fit the loss for model outputs of shape \[n, 3\]",
+    ),
+    "bce_range": (
+        dict(loss="binary_cross_entropy", y=np.full((20, 3), 2.0, np.float32)),
+        ValueError,
+        r"y: binary_cross_entropy needs labels in \[0, 1\], got range \[2.0, 2.0\]",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fit_rejects_bad_input_before_compiling(state, case, compiles):
+    overrides, error, match = CASES[case]
+    kwargs = dict(x=X, y=Y, loss="cross_entropy", batch_size=4, epochs=1, verbose=0)
+    kwargs.update(overrides)
+    x, y = kwargs.pop("x"), kwargs.pop("y")
+    with pytest.raises(error, match=match):
+        fnn.fit(state, x, y, **kwargs)
+    assert compiles.count() == 0, compiles.names()
+
+
+def test_fit_rejects_a_non_state():
+    with pytest.raises(TypeError, match="state: expected a fnn.TrainState, got dict"):
+        fnn.fit({}, X, Y, loss="cross_entropy", batch_size=4, epochs=1)
+
+
+def test_evaluate_and_predict_check_their_input(state):
+    with pytest.raises(ValueError, match=r"y: labels must lie in \[0, 3\)"):
+        fnn.evaluate(state, X, Y + 3, loss="cross_entropy")
+    with pytest.raises(ValueError, match=r"x: expected inputs of rank 2"):
+        fnn.predict(state, X[:, :, None])
+    with pytest.raises(ValueError, match=r"batch_size: expected an integer in \[1, 20\]"):
+        fnn.predict(state, X, batch_size=0)
+
+
+def test_full_batch_cannot_be_streamed(state):
+    with pytest.raises(ValueError, match="batch_size: a full batch of .* cannot be streamed"):
+        fnn.fit(state, X, Y, loss="cross_entropy", batch_size="full", epochs=1, max_device_bytes=10)
