@@ -3,6 +3,8 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 from fnn import metrics
@@ -99,3 +101,27 @@ def test_unknown_metric_and_bad_specs():
         metrics.get_metrics(["f1", metrics.f1()])
     with pytest.raises(ValueError, match="average: expected 'binary' or 'macro'"):
         metrics.precision("micro")
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    n=st.integers(1, 40),
+    cuts=st.lists(st.integers(1, 39), max_size=4),
+)
+def test_sums_merge_to_the_whole_for_any_split(seed, n, cuts):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, 3)).astype(np.float32)
+    labels = rng.integers(0, 3, size=n).astype(np.int32)
+    ms = metrics.get_metrics(["accuracy", "macro_f1", "confusion_matrix"])
+    bounds = sorted({0, n, *[c for c in cuts if c < n]})
+    parts = [
+        metrics.update(ms, logits[a:b], labels[a:b], np.ones(b - a, np.float32))
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = metrics.merge(merged, part)
+    whole = metrics.update(ms, logits, labels, np.ones(n, np.float32))
+    for name, value in metrics.compute(ms, merged).items():
+        np.testing.assert_allclose(value, metrics.compute(ms, whole)[name], rtol=1e-6, err_msg=name)

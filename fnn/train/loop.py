@@ -590,6 +590,8 @@ def fit(
             for cb in callbacks:
                 cb.on_epoch_end(run)
             bar.set_postfix(_format_postfix(record), refresh=False)
+            if record["compile_time"] and not bar.disable:
+                bar.start_t += record["compile_time"]  # the ETA extrapolates run time only
             bar.update(1)
             if run.stop_reason:
                 history.stop_reason = run.stop_reason
