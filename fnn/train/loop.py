@@ -39,10 +39,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from fnn import metrics as metrics_lib
 from fnn.losses import LossFn, get_loss
+from fnn.parallel import Placement, placement
 from fnn.train import validate
 from fnn.train.callbacks import Callback, Run
 from fnn.train.checkpoint import CheckpointStore
@@ -152,13 +155,24 @@ def _scan_steps(carry, batches, loss_fn, metrics, unroll):
     return carry
 
 
-def _fused_epoch(state, x, y, key_data, *, plan, loss_fn, metrics, unroll):
-    """One whole epoch on device-resident data; returns ``(state, sums, bad)``."""
+def _fused_epoch(state, x, y, key_data, *, plan, loss_fn, metrics, unroll, split):
+    """One whole epoch on device-resident data; returns ``(state, sums, bad)``.
+
+    ``split`` is the sharding of the example axis of a batch over the device mesh (None on one
+    device): the indices of every batch are split, so each device gathers only its rows.
+    """
     sums = _zero_sums(state, x[:1], y[:1], loss_fn, metrics)
     carry = (state, sums, jnp.int32(-1))
     if plan.full_batch and not plan.padded:
+        if split is not None:  # a local slice of the replicated data: no communication
+            x = lax.with_sharding_constraint(x, split)
+            y = lax.with_sharding_constraint(y, split)
         return _guarded_step(carry, (x, y), loss_fn, metrics)  # no permutation, no gather
     idx, mask = epoch_indices(key_data, plan)
+    if split is not None:
+        rows = NamedSharding(split.mesh, P(None, *split.spec))
+        idx = lax.with_sharding_constraint(idx, rows)
+        mask = lax.with_sharding_constraint(mask, rows)
 
     def body(c, batch):
         i, m = batch
@@ -209,14 +223,24 @@ _CACHE_SIZE = 64
 _JITTED: dict[tuple, Callable] = {}
 
 
+def _sharding_key(leaf) -> tuple:
+    """A canonical form of a leaf's sharding: equivalent shardings give equal keys."""
+    sharding = getattr(leaf, "sharding", None)
+    if sharding is None:
+        return ("host",)
+    devices = tuple(sorted(d.id for d in sharding.device_set))
+    if sharding.is_fully_replicated:
+        return ("replicated", devices)
+    spec = tuple(getattr(sharding, "spec", ()))
+    while spec and spec[-1] is None:
+        spec = spec[:-1]
+    return (type(sharding).__name__, devices, spec)
+
+
 def _signature(args) -> tuple:
     leaves, treedef = jax.tree_util.tree_flatten(args)
     return treedef, tuple(
-        (
-            np.shape(leaf),
-            str(getattr(leaf, "dtype", type(leaf))),
-            str(getattr(leaf, "sharding", "")),
-        )
+        (np.shape(leaf), str(getattr(leaf, "dtype", type(leaf))), _sharding_key(leaf))
         for leaf in leaves
     )
 
@@ -264,17 +288,18 @@ def _default_unroll(plan: Plan) -> int:
 
 
 class _Fused:
-    def __init__(self, x, y, plan, loss_fn, metrics, unroll):
-        self.x, self.y = jax.device_put(x), jax.device_put(y)
-        self.static = dict(plan=plan, loss_fn=loss_fn, metrics=metrics, unroll=unroll)
+    def __init__(self, x, y, plan, loss_fn, metrics, unroll, place: Placement):
+        self.x, self.y = place.put_replicated((x, y))
+        split = place.batch_axis(0, plan.batch) if place.splits(plan.batch) else None
+        self.static = dict(plan=plan, loss_fn=loss_fn, metrics=metrics, unroll=unroll, split=split)
 
     def __call__(self, state, key_data, progress=None):
         return _run(_fused_epoch, (state, self.x, self.y, key_data), self.static, donate=(0,))
 
 
 class _Unfused:
-    def __init__(self, x, y, plan, loss_fn, metrics):
-        self.x, self.y, self.plan = x, y, plan
+    def __init__(self, x, y, plan, loss_fn, metrics, place: Placement):
+        self.x, self.y, self.plan, self.place = x, y, plan, place
         self.static = dict(loss_fn=loss_fn, metrics=metrics)
 
     def __call__(self, state, key_data, progress=None):
@@ -287,7 +312,8 @@ class _Unfused:
             seconds += compile_s
             idx, mask = jax.device_get((idx, mask))
             batches = ((self.x[i], self.y[i], m) for i, m in zip(idx, mask, strict=True))
-        for xb, yb, mb in batches:
+        for batch in batches:
+            xb, yb, mb = self.place.put_batches(batch, axis=0, batch=plan.batch)
             executable, compile_s = compiled(_single, (carry, xb, yb, mb), self.static, (0,))
             seconds += compile_s
             carry = executable(carry, xb, yb, mb)
@@ -297,8 +323,8 @@ class _Unfused:
 class _Streamed:
     """Host-resident data, device scans over chunks of ``steps_per_chunk`` batches."""
 
-    def __init__(self, x, y, plan, loss_fn, metrics, unroll, steps_per_chunk):
-        self.x, self.y, self.plan = x, y, plan
+    def __init__(self, x, y, plan, loss_fn, metrics, unroll, steps_per_chunk, place: Placement):
+        self.x, self.y, self.plan, self.place = x, y, plan, place
         self.k = steps_per_chunk
         self.static = dict(loss_fn=loss_fn, metrics=metrics)
         self.chunk_static = dict(loss_fn=loss_fn, metrics=metrics, unroll=unroll)
@@ -309,7 +335,7 @@ class _Streamed:
             extra = self.k - len(i)
             i = np.concatenate([i, np.zeros((extra, i.shape[1]), i.dtype)])
             m = np.concatenate([m, np.zeros((extra, m.shape[1]), m.dtype)])
-        return jax.device_put((self.x[i], self.y[i], m))
+        return self.place.put_batches((self.x[i], self.y[i], m), axis=1, batch=self.plan.batch)
 
     def __call__(self, state, key_data, progress=None):
         carry, seconds = _run(_start, (state, self.x[:1], self.y[:1]), self.static)
@@ -349,12 +375,14 @@ def _padded_batches(arrays: Sequence[np.ndarray], batch: int):
 class _Evaluator:
     """Device-resident evaluation data, reused every epoch."""
 
-    def __init__(self, x, y, batch, loss_fn, metrics):
+    def __init__(self, x, y, batch, loss_fn, metrics, place: Placement):
         (xs, ys), mask = _padded_batches([x, y], batch)
-        self.args = jax.device_put((xs, ys, mask))
+        self.args = place.put_batches((xs, ys, mask), axis=1, batch=batch)
+        self.place = place
         self.static = dict(loss_fn=loss_fn, metrics=metrics)
 
     def __call__(self, state):
+        state = self.place.put_replicated(state)
         return _run(_eval_batches, (state, *self.args), self.static)
 
 
@@ -372,6 +400,7 @@ def evaluate(
     loss: str | LossFn,
     metrics: Sequence[str | metrics_lib.Metric] = (),
     batch_size: int | str | None = None,
+    devices: Sequence[jax.Device] | None = None,
 ) -> dict[str, Any]:
     """Loss and metrics of ``state``'s model on ``(x, y)``, in inference mode.
 
@@ -383,6 +412,7 @@ def evaluate(
       metrics: metric names or ``fnn.metrics.Metric`` values.
       batch_size: examples per compiled step (default ``min(n, 1024)``); results do not depend
         on it.
+      devices: devices to split batches over (default: all; see ``fnn.parallel``).
 
     Returns:
       ``{"loss": float, <metric>: value}``.
@@ -393,17 +423,28 @@ def evaluate(
     validate.check_pair(x, y)
     validate.check_targets(loss_fn, y, validate.output_shape(state, x))
     batch = _eval_batch_size(batch_size, x.shape[0])
-    sums, _ = _Evaluator(x, y, batch, loss_fn, metrics)(state)
+    sums, _ = _Evaluator(x, y, batch, loss_fn, metrics, placement(devices))(state)
     return summarize(sums, metrics)
 
 
-def predict(state: TrainState, x: Any, *, batch_size: int | str | None = None) -> np.ndarray:
-    """The model's outputs on ``x: [n, ...]`` in inference mode, as a NumPy array ``[n, ...]``."""
+def predict(
+    state: TrainState,
+    x: Any,
+    *,
+    batch_size: int | str | None = None,
+    devices: Sequence[jax.Device] | None = None,
+) -> np.ndarray:
+    """The model's outputs on ``x: [n, ...]`` in inference mode, as a NumPy array ``[n, ...]``.
+
+    ``batch_size`` and ``devices`` are as in :func:`evaluate`.
+    """
     x = validate.as_inputs("x", x)
     validate.output_shape(state, x)
     batch = _eval_batch_size(batch_size, x.shape[0])
     (xs,), _ = _padded_batches([x], batch)
-    out, _ = _run(_predict_batches, (state, jax.device_put(xs)), {})
+    place = placement(devices)
+    args = (place.put_replicated(state), place.put_batches(xs, axis=1, batch=batch))
+    out, _ = _run(_predict_batches, args, {})
     out = np.asarray(out)
     return out.reshape(-1, *out.shape[2:])[: x.shape[0]]
 
@@ -465,6 +506,7 @@ def fit(
     max_device_bytes: int | None = None,
     steps_per_chunk: int | None = None,
     unroll: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
 ) -> tuple[TrainState, History]:
     """Trains ``state`` on ``(x, y)`` by full-batch, stochastic or mini-batch gradient descent.
 
@@ -492,6 +534,9 @@ def fit(
         in chunks (default 2 GiB).
       steps_per_chunk: batches per streamed chunk; setting it forces streaming.
       unroll: ``lax.scan`` unroll factor for the fused epoch (default: by batch size).
+      devices: devices to train on, data-parallel (default: all devices). The state is
+        replicated and each batch split over the devices when its size divides evenly
+        (see ``fnn.parallel``); results match a single device up to float rounding.
 
     Returns:
       ``(state, history)``.
@@ -527,18 +572,24 @@ def fit(
         validate.check_pair(xv, yv, "validation_data[0]", "validation_data[1]")
         val_out = validate.output_shape(state, xv, "validation_data[0]")
         validate.check_targets(loss_fn, yv, val_out, "validation_data[1]")
-        evaluator = _Evaluator(xv, yv, min(xv.shape[0], DEFAULT_EVAL_BATCH), loss_fn, metrics)
+        evaluator = (xv, yv)
 
     plan = Plan.make(n, batch, drop_remainder=drop_remainder, shuffle=shuffle)
     if unroll is None:
         unroll = _default_unroll(plan)
     streamed, k = _resolve_streaming(x, y, plan, fused, max_device_bytes, steps_per_chunk)
+    place = placement(devices)
+    if evaluator is not None:
+        xv, yv = evaluator
+        evaluator = _Evaluator(
+            xv, yv, min(xv.shape[0], DEFAULT_EVAL_BATCH), loss_fn, metrics, place
+        )
     if streamed:
-        runner = _Streamed(x, y, plan, loss_fn, metrics, unroll, k)
+        runner = _Streamed(x, y, plan, loss_fn, metrics, unroll, k, place)
     elif fused:
-        runner = _Fused(x, y, plan, loss_fn, metrics, unroll)
+        runner = _Fused(x, y, plan, loss_fn, metrics, unroll, place)
     else:
-        runner = _Unfused(x, y, plan, loss_fn, metrics)
+        runner = _Unfused(x, y, plan, loss_fn, metrics, place)
 
     history, start_epoch = History(), 0
     if resume_from is not None:
@@ -546,6 +597,7 @@ def fit(
         if store.latest_epoch() is not None:
             state, start_epoch, seed, history = store.restore(state)
         store.close()
+    state = place.put_replicated(state)
     root = jax.random.key(int(seed))
     run = Run(state=state, history=history, epoch=start_epoch, epochs=epochs, seed=int(seed))
     for cb in callbacks:
