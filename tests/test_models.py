@@ -12,8 +12,9 @@ def count(variables):
 
 
 def init_apply(model, x, key=None):
-    variables = model.init(key if key is not None else jax.random.key(0), x)
-    return variables, model.apply(variables, x)
+    # Jitted: one compilation per model instead of one per operation in eager mode.
+    variables = jax.jit(model.init)(key if key is not None else jax.random.key(0), x)
+    return variables, jax.jit(model.apply)(variables, x)
 
 
 def test_linear_regression_shape_count_and_affine_map():
