@@ -42,18 +42,17 @@ def _per_example(values: jax.Array) -> jax.Array:
 def mean_squared_error(predictions: jax.Array, targets: jax.Array) -> jax.Array:
     """Squared error averaged over the output axes: ``mean((p - t)**2)`` per example.
 
-        Args:
-          predictions: ``<float>[batch, ...]``.
-          targets: same shape, or ``[batch]`` when predictions are ``[batch, 1]``.
+    Args:
+      predictions: ``<float>[batch, ...]``.
+      targets: same shape, or ``[batch]`` when predictions are ``[batch, 1]``.
 
-        Returns:
-          ``<float32>[batch]``.
+    Returns:
+      ``<float32>[batch]``.
 
-        Example:
-          >>> import jax.numpy as jnp
-    import numpy as np
-          >>> mean_squared_error(jnp.array([[1.0], [3.0]]), jnp.array([0.0, 1.0]))
-          Array([1., 4.], dtype=float32)
+    Example:
+      >>> import jax.numpy as jnp
+      >>> mean_squared_error(jnp.array([[1.0], [3.0]]), jnp.array([0.0, 1.0]))
+      Array([1., 4.], dtype=float32)
     """
     predictions = jnp.asarray(predictions)
     targets = _match_targets(predictions, jnp.asarray(targets), "targets")
@@ -93,22 +92,21 @@ def binary_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 def sparse_categorical_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Softmax cross-entropy from logits and integer class labels, ``logsumexp(z) - z[y]``.
 
-        Args:
-          logits: ``<float>[batch, classes]``.
-          labels: ``<int>[batch]`` in ``[0, classes)``.
+    Args:
+      logits: ``<float>[batch, classes]``.
+      labels: ``<int>[batch]`` in ``[0, classes)``.
 
-        Returns:
-          ``<float32>[batch]``.
+    Returns:
+      ``<float32>[batch]``.
 
-        Raises:
-          ValueError: on a shape mismatch or concrete labels outside ``[0, classes)``.
-          TypeError: for non-integer labels.
+    Raises:
+      ValueError: on a shape mismatch or concrete labels outside ``[0, classes)``.
+      TypeError: for non-integer labels.
 
-        Example:
-          >>> import jax.numpy as jnp
-    import numpy as np
-          >>> sparse_categorical_cross_entropy(jnp.zeros((1, 4)), jnp.array([2]))
-          Array([1.3862944], dtype=float32)
+    Example:
+      >>> import jax.numpy as jnp
+      >>> sparse_categorical_cross_entropy(jnp.zeros((1, 4)), jnp.array([2]))
+      Array([1.3862944], dtype=float32)
     """
     logits = jnp.asarray(logits)
     labels = jnp.asarray(labels)

@@ -141,6 +141,9 @@ def r2() -> Metric:
 
     Kept as ``n, sum(y), sum(y^2), sum((y - p)^2)`` per output, so it merges across batches:
     ``SS_tot = sum(y^2) - sum(y)^2 / n``.
+    That difference loses float32 precision when the targets' mean is large next to their
+    spread (mean 1000, standard deviation 1: 0.891 where scikit-learn gives 0.911), so
+    standardize such targets before training.
     """
 
     def update(predictions, targets, mask):

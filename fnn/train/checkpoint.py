@@ -38,7 +38,7 @@ class CheckpointStore:
         )
 
     def save(self, epoch: int, state: TrainState, *, seed: int, history: History) -> None:
-        """Saves the state after ``epoch`` (0-based); blocks until the write is complete."""
+        """Saves the state after ``epoch`` epochs (counted from 1); blocks until written."""
         meta = {"epoch": epoch, "seed": seed, "history": history.to_dict()}
         self.manager.save(
             epoch,

@@ -12,10 +12,11 @@ from typing import Any
 class History:
     """What happened during ``fit``, one record per completed epoch.
 
-    Each record holds ``epoch`` (0-based), the training ``loss`` and metrics, ``val_loss`` and
-    ``val_<metric>`` when validation data was given, ``epoch_time`` (seconds running the epoch,
-    compilation excluded), ``compile_time`` (seconds compiling during the epoch: non-zero only
-    when a program was built), ``val_time``, ``steps`` and ``samples_per_s``.
+    Each record holds ``epoch`` (counted from 1), the training ``loss`` and metrics,
+    ``val_loss`` and ``val_<metric>`` when validation data was given, ``epoch_time`` (seconds
+    running the epoch, compilation excluded), ``compile_time`` (seconds compiling during the
+    epoch: non-zero only when a program was built), ``val_time``, ``steps`` and
+    ``samples_per_s``.
 
     ``history["loss"]`` is the list of one field over epochs; ``history.records`` the records.
     ``stop_reason`` says why training ended early (early stopping, non-finite loss), else None.

@@ -1,5 +1,6 @@
 """The training state: one pytree holding everything that changes during training."""
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -104,7 +105,8 @@ class TrainState(struct.PyTreeNode):
                 f"example_input: expected a batch [batch >= 1, ...], "
                 f"got shape {example_input.shape}"
             )
-        variables = model.init(init_key, example_input, train=False)
+        # One compiled program, instead of one eager compilation per initializer.
+        variables = jax.jit(functools.partial(model.init, train=False))(init_key, example_input)
         params = variables["params"]
         return cls(
             step=jnp.zeros((), jnp.int32),
