@@ -224,3 +224,19 @@ def test_progress_bar_only_when_verbose(capsys):
     assert "epoch" in capsys.readouterr().err
     run(x, y, epochs=2, verbose=0)
     assert capsys.readouterr().err == ""
+
+
+def test_convolutions_on_cpu_dispatch_one_step_per_batch(compiles):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(24, 8, 8, 1)).astype(np.float32)
+    y = rng.integers(0, 3, size=24).astype(np.int32)
+    model = models.CNN(3, channels=(2,), dense=(4,))
+    fused, hf = fnn.fit(
+        fresh(x, model), x, y, loss="cross_entropy", batch_size=5, epochs=2, verbose=0
+    )
+    assert compiles.count("_indexed_step") == 1 and compiles.count("_fused_epoch") == 0
+    unfused, hu = fnn.fit(
+        fresh(x, model), x, y, loss="cross_entropy", batch_size=5, epochs=2, verbose=0, fused=False
+    )
+    assert_trees_close(fused.params, unfused.params)
+    assert hf["steps"] == hu["steps"] == [5, 5]
