@@ -1,0 +1,89 @@
+"""The interface every implementation follows, so the harness can time them all alike."""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+import numpy as np
+
+from benchmarks.workloads import Dataset, Workload
+
+__all__ = ["Runner", "Unavailable", "logits_metrics"]
+
+
+class Unavailable(Exception):
+    """Raised by :meth:`Runner.check_available` with the reason an implementation is skipped."""
+
+
+class Runner(abc.ABC):
+    """Trains one workload with one implementation at one batch size.
+
+    Life cycle: ``check_available()`` (class method, cheap), ``__init__`` (no work),
+    ``setup()`` (build model, optimizer, move data; no training, no compilation required),
+    then ``run_epochs(k)`` any number of times (each call returns only when the device is done,
+    so wall-clock timing around it is exact) and ``evaluate(x, y)`` between calls.
+
+    Attributes:
+      implementation: the name in results.json (e.g. ``"fnn_fused"``).
+      family: ``"fnn"``, ``"flax"``, ``"keras"`` or ``"torch"`` (what ``--peers`` selects).
+      label: a human-readable name for tables and plots.
+      drops_remainder: whether an epoch skips the last partial batch.
+    """
+
+    implementation: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    drops_remainder: ClassVar[bool] = False
+
+    def __init__(self, workload: Workload, data: Dataset, batch_size: int, *, seed: int = 0):
+        if not 1 <= batch_size <= data.num_train:
+            raise ValueError(f"batch_size must be in [1, {data.num_train}], got {batch_size}")
+        self.workload = workload
+        self.data = data
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.learning_rate = workload.learning_rate(self.batch_size)
+        self.epochs_done = 0
+
+    @classmethod
+    def check_available(cls) -> None:
+        """Raises :class:`Unavailable` (with the reason) if this implementation cannot run."""
+        return None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        n, b = self.data.num_train, self.batch_size
+        return n // b if self.drops_remainder else -(-n // b)
+
+    @property
+    def samples_per_epoch(self) -> int:
+        n, b = self.data.num_train, self.batch_size
+        return (n // b) * b if self.drops_remainder else n
+
+    @abc.abstractmethod
+    def setup(self) -> None:
+        """Builds the model and optimizer and places the data; does not train."""
+
+    @abc.abstractmethod
+    def run_epochs(self, epochs: int) -> None:
+        """Trains ``epochs`` epochs (reshuffling each) and blocks until the device is done."""
+
+    @abc.abstractmethod
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """``{"loss", "accuracy"}`` of the current model on ``(x, y)`` (inference mode)."""
+
+    def close(self) -> None:
+        """Releases what the runner holds (models, device buffers)."""
+        return None
+
+
+def logits_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Mean cross-entropy and accuracy of ``<float>[n, classes]`` logits, in float64 NumPy."""
+    logits = np.asarray(logits, np.float64)
+    labels = np.asarray(labels).astype(np.int64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -log_probs[np.arange(labels.shape[0]), labels].mean()
+    accuracy = (logits.argmax(axis=1) == labels).mean()
+    return {"loss": float(loss), "accuracy": float(accuracy)}

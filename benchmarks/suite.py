@@ -1,0 +1,414 @@
+"""Runs a :class:`~benchmarks.config.Config`: throughput, time to accuracy, noise scale.
+
+The result is one JSON-serialisable dict (``results.json``)::
+
+    {"meta": {...}, "records": [...], "noise_scale": [...], "summary": {...}}
+
+with one record per workload x implementation x batch size (see ``report.RECORD_FIELDS``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import optax
+
+from benchmarks import hardware
+from benchmarks.config import Config, mode_of, resolve_batch
+from benchmarks.harness import measure_throughput, time_to_target
+from benchmarks.noise_scale import exact_noise_scale, simple_noise_scale
+from benchmarks.runners import RUNNERS, availability
+from benchmarks.runners.jax_runners import FlaxScanRunner, train_step_flops
+from benchmarks.workloads import (
+    Dataset,
+    Workload,
+    digits_data,
+    get_workload,
+    mnist_like_data,
+    mnist_source,
+)
+
+__all__ = ["run"]
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class _Progress:
+    """A tqdm bar on stderr (or nothing), counting timed units."""
+
+    def __init__(self, total: int, enabled: bool):
+        self._bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc="benchmarks", unit="run", file=sys.stderr)
+
+    def describe(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.set_description_str(text, refresh=True)
+
+    def tick(self, _name: str = "") -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def write(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text, file=sys.stderr)
+        else:
+            _stderr(text)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _base_record(
+    benchmark: str, workload: Workload, data: Dataset, implementation: str, batch_size: int
+) -> dict[str, Any]:
+    runner_cls = RUNNERS[implementation]
+    n = data.num_train
+    return {
+        "benchmark": benchmark,
+        "workload": workload.name,
+        "model": workload.description,
+        "dataset": data.name,
+        "data_source": data.source,
+        "implementation": implementation,
+        "label": runner_cls.label,
+        "family": runner_cls.family,
+        "batch_size": batch_size,
+        "mode": mode_of(batch_size, n),
+        "n_train": n,
+        "learning_rate": workload.learning_rate(batch_size),
+        "status": "ok",
+        "reason": None,
+    }
+
+
+def _flops_fields(flops_per_example: float | None, samples_per_s: float | None) -> dict[str, Any]:
+    """FLOP fields; ``fraction_of_peak`` is filled in at the end of the run (see ``run``)."""
+    flops_per_s = None
+    if flops_per_example is not None and samples_per_s is not None:
+        flops_per_s = flops_per_example * samples_per_s
+    return {
+        "flops_per_example": flops_per_example,
+        "flops_per_s": flops_per_s,
+        "fraction_of_peak": None,
+    }
+
+
+def _flops_per_example(workload: Workload, data: Dataset, b: int, log: Log) -> float | None:
+    try:
+        return train_step_flops(workload, data, b) / b
+    except Exception as e:  # FLOP counting must never sink a run
+        log(f"FLOP count failed for {workload.name} at batch {b}: {e}")
+        return None
+
+
+def _memory_fields() -> dict[str, Any]:
+    peak, source = hardware.peak_memory()
+    return {"peak_memory_bytes": peak, "memory_source": source}
+
+
+def _throughput(
+    config: Config,
+    workload: Workload,
+    data: Dataset,
+    spec,
+    impls: list[str],
+    skipped: dict[str, str],
+    progress: _Progress,
+) -> list[dict[str, Any]]:
+    b = resolve_batch(spec, data.num_train)
+    cap = config.max_steps_per_epoch
+    if cap is not None and b * cap < data.num_train:
+        data = dataclasses.replace(
+            data, x_train=data.x_train[: b * cap], y_train=data.y_train[: b * cap]
+        )
+    progress.describe(f"{workload.name} b={b}")
+    runnable = [i for i in impls if i not in skipped]
+    runners = {i: RUNNERS[i](workload, data, b, seed=config.seed) for i in runnable}
+    results = measure_throughput(
+        runners, repeats=config.repeats, min_repeat_s=config.min_repeat_s, tick=progress.tick
+    )
+    fpe = _flops_per_example(workload, data, b, progress.write)
+    records = []
+    for impl in impls:
+        rec = _base_record("throughput", workload, data, impl, b)
+        if impl in skipped:
+            rec.update(status="skipped", reason=skipped[impl])
+            records.append(rec)
+            continue
+        res, runner = results[impl], runners[impl]
+        stats = res.stats
+        median = stats["median"] if stats else None
+        rec.update(
+            status=res.status,
+            reason=res.reason,
+            steps_per_epoch=runner.steps_per_epoch,
+            samples_per_epoch=runner.samples_per_epoch,
+            samples_per_s=median,
+            samples_per_s_spread=stats,
+            samples_per_s_repeats=res.samples_per_s,
+            repeats=len(res.repeat_s),
+            epochs_per_repeat=res.epochs_per_repeat,
+            step_time_us=None if not median else 1e6 * b / median,
+            first_epoch_s=res.first_epoch_s,
+            compile_s=res.compile_s,
+            **_flops_fields(fpe, median),
+            time_to_target_s=None,
+            epochs_to_target=None,
+            final_loss_at_budget=None,
+            memory_delta_bytes=res.memory_delta_bytes,
+            **_memory_fields(),
+        )
+        records.append(rec)
+        runner.close()
+    return records
+
+
+def _tta(
+    config: Config,
+    workload: Workload,
+    data: Dataset,
+    spec,
+    impl: str,
+    skipped: dict[str, str],
+    progress: _Progress,
+) -> dict[str, Any]:
+    b = resolve_batch(spec, data.num_train)
+    rec = _base_record("time_to_accuracy", workload, data, impl, b)
+    rec["target_accuracy"] = workload.target_accuracy
+    if impl in skipped:
+        rec.update(status="skipped", reason=skipped[impl])
+        progress.tick()
+        return rec
+    progress.describe(f"{workload.name} digits b={b} {impl}")
+    runner = RUNNERS[impl](workload, data, b, seed=config.seed)
+    try:
+        res = time_to_target(
+            runner,
+            target_accuracy=workload.target_accuracy,
+            max_train_s=config.tta_max_train_s,
+            budget_epochs=config.tta_budget_epochs,
+            max_epochs=config.tta_max_epochs,
+        )
+    except Exception as e:
+        rec.update(status="error", reason=f"{type(e).__name__}: {e}"[:500])
+        progress.tick()
+        return rec
+    finally:
+        runner.close()
+    fpe = _flops_per_example(workload, data, b, progress.write)
+    rec.update(
+        steps_per_epoch=runner.steps_per_epoch,
+        samples_per_epoch=runner.samples_per_epoch,
+        samples_per_s=res["samples_per_s"],
+        samples_per_s_spread=None,
+        repeats=1,
+        step_time_us=1e6 * b / res["samples_per_s"] if res["samples_per_s"] else None,
+        first_epoch_s=res["first_epoch_s"],
+        compile_s=res["compile_s"],
+        **_flops_fields(fpe, res["samples_per_s"]),
+        time_to_target_s=res["time_to_target_s"],
+        epochs_to_target=res["epochs_to_target"],
+        final_loss_at_budget=res["final_loss_at_budget"],
+        final_accuracy_at_budget=res["final_accuracy_at_budget"],
+        budget_examples=res["budget_examples"],
+        final_test_accuracy=res["final_test_accuracy"],
+        train_s=res["train_s"],
+        epochs=res["epochs"],
+        curve=res["curve"],
+        **_memory_fields(),
+    )
+    progress.tick()
+    return rec
+
+
+def noise_scale_trajectory(config: Config, workload: Workload, data: Dataset) -> dict[str, Any]:
+    """``B_simple`` along one training run (hand lax.scan, batch 32) of ``workload`` on ``data``.
+
+    At each epoch of ``config.noise_epochs`` the two-batch estimate (McCandlish et al.,
+    Appendix A) and the exact value from all per-example gradients are recorded, with the
+    test accuracy and training loss there.
+    """
+    b_train = min(32, data.num_train)
+    runner = FlaxScanRunner(workload, data, b_train, seed=config.seed)
+    runner.setup()
+    apply_fn = runner.state.apply_fn
+
+    def grad_fn(params, xb, yb):
+        def loss(p):
+            logits = apply_fn({"params": p}, xb)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+        return jax.grad(loss)(params)
+
+    b_small, b_big = config.noise_batch_sizes
+    b_big = min(b_big, data.num_train)
+    b_small = min(b_small, b_big - 1)
+    points = []
+    for epoch in sorted(set(config.noise_epochs)):
+        if epoch > runner.epochs_done:
+            runner.run_epochs(epoch - runner.epochs_done)
+        params = runner.params
+        est = simple_noise_scale(
+            grad_fn,
+            params,
+            data.x_train,
+            data.y_train,
+            b_small=b_small,
+            b_big=b_big,
+            draws=config.noise_draws,
+            seed=config.seed + epoch,
+        )
+        exact = exact_noise_scale(grad_fn, params, data.x_train, data.y_train)
+        test = runner.evaluate(data.x_test, data.y_test)
+        train = runner.evaluate(data.x_train, data.y_train)
+        points.append(
+            {
+                "epoch": epoch,
+                "test_accuracy": test["accuracy"],
+                "train_loss": train["loss"],
+                "b_simple": est.b_simple,
+                "grad_sq": est.grad_sq,
+                "trace_sigma": est.trace_sigma,
+                "b_simple_exact": exact.b_simple,
+            }
+        )
+    runner.close()
+    at_target = next(
+        (p for p in points if p["test_accuracy"] >= workload.target_accuracy), points[-1]
+    )
+    return {
+        "workload": workload.name,
+        "dataset": data.name,
+        "trained_with": f"hand lax.scan, batch {b_train}, lr {workload.learning_rate(b_train):g}",
+        "b_small": b_small,
+        "b_big": b_big,
+        "draws": config.noise_draws,
+        "target_accuracy": workload.target_accuracy,
+        "points": points,
+        "b_simple_at_target": at_target["b_simple"],
+        "b_simple_exact_at_target": at_target["b_simple_exact"],
+        "epoch_at_target": at_target["epoch"],
+    }
+
+
+def _meta(config: Config, argv: list[str] | None, peak: dict, source: str) -> dict[str, Any]:
+    return {
+        "preset": config.preset,
+        "command": "python -m benchmarks " + " ".join(argv or []),
+        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "device": hardware.detect_device(),
+        "versions": hardware.versions(),
+        "matmul_peak": peak,
+        "mnist_source": source,
+        "config": {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in config.__dict__.items()
+            if k != "out"
+        },
+    }
+
+
+def run(
+    config: Config, *, argv: list[str] | None = None, progress: bool = True, log: Log = _stderr
+) -> dict[str, Any]:
+    """Runs every measurement of ``config``; returns the results dict (nothing is written).
+
+    Args:
+      config: what to measure.
+      argv: the command-line arguments, recorded in ``meta.command``.
+      progress: show a tqdm bar on stderr.
+      log: where one-line notes go.
+    """
+    wall_start = time.perf_counter()
+    impls = list(config.implementations)
+    tta_impls = list(config.tta_implementations)
+    skipped = {}
+    for impl in dict.fromkeys(impls + tta_impls):
+        reason = availability(impl)
+        if reason is not None:
+            skipped[impl] = reason
+            log(f"skipping {impl}: {reason}")
+    source = mnist_source(config.mnist) if config.workloads else "synthetic"
+    peaks = [hardware.matmul_peak(config.peak_n)]
+
+    def sample_peak() -> None:  # between groups: the peak is the best seen during the run
+        peaks.append(hardware.matmul_peak(config.peak_n, repeats=3))
+
+    log(f"device: {hardware.detect_device()['summary']}; f32 matmul peak "
+        f"{peaks[0]['flops_per_s'] / 1e9:.1f} GFLOP/s (n={peaks[0]['n']}), re-measured "
+        f"between measurements")  # fmt: skip
+    meta = _meta(config, argv, peaks[0], source)
+    live = [i for i in impls if i not in skipped]
+    total = len(config.workloads) * len(config.batch_sizes) * len(live) * (1 + config.repeats)
+    total += len(config.tta_workloads) * len(config.tta_batch_sizes) * len(tta_impls)
+    bar = _Progress(total, progress)
+    records: list[dict[str, Any]] = []
+    noise: list[dict[str, Any]] = []
+    phases = {"throughput_s": 0.0, "time_to_accuracy_s": 0.0, "noise_scale_s": 0.0}
+    try:
+        t0 = time.perf_counter()
+        for name in config.workloads:
+            workload = get_workload(name)
+            data = mnist_like_data(
+                workload, config.n_train, config.n_test, source=source, seed=config.seed
+            )
+            for spec in config.batch_sizes:
+                records += _throughput(config, workload, data, spec, impls, skipped, bar)
+                sample_peak()
+        phases["throughput_s"] = time.perf_counter() - t0
+        for name in config.tta_workloads:
+            workload = get_workload(name)
+            data = digits_data(workload, seed=config.seed, n_train=config.tta_n_train)
+            t0 = time.perf_counter()
+            for spec in config.tta_batch_sizes:
+                for impl in tta_impls:
+                    records.append(_tta(config, workload, data, spec, impl, skipped, bar))
+            phases["time_to_accuracy_s"] += time.perf_counter() - t0
+            if config.noise_scale:
+                bar.describe(f"{name} noise scale")
+                t0 = time.perf_counter()
+                noise.append(noise_scale_trajectory(config, workload, data))
+                phases["noise_scale_s"] += time.perf_counter() - t0
+    finally:
+        bar.close()
+    sample_peak()
+    best = max(peaks, key=lambda p: p["flops_per_s"])
+    meta["matmul_peak"] = {
+        "flops_per_s": best["flops_per_s"],
+        "n": best["n"],
+        "dtype": best["dtype"],
+        "seconds": best["seconds"],
+        "samples_flops_per_s": [p["flops_per_s"] for p in peaks],
+    }
+    for rec in records:
+        if rec.get("flops_per_s") is not None:
+            rec["fraction_of_peak"] = rec["flops_per_s"] / best["flops_per_s"]
+    device = meta["device"]
+    from benchmarks.report import RECORD_FIELDS, summarize
+
+    for rec in records:
+        for key in RECORD_FIELDS:
+            rec.setdefault(key, None)
+        rec["device"] = device["platform"]
+        rec["device_kind"] = device["device_kind"]
+        rec["versions"] = meta["versions"]
+    meta["wall_s"] = time.perf_counter() - wall_start
+    meta["phases"] = phases
+
+    results = {"meta": meta, "records": records, "noise_scale": noise}
+    results["summary"] = summarize(results)
+    return results

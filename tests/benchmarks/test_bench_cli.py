@@ -1,0 +1,101 @@
+"""Command-line parsing, presets, and one end-to-end --tiny run writing every output."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.cli import build_config, main, parser
+from benchmarks.config import PRESETS, parse_batch_sizes
+from benchmarks.report import RECORD_FIELDS
+
+
+def _config(*argv):
+    return build_config(parser().parse_args(list(argv)))
+
+
+def test_defaults_to_quick():
+    config = _config()
+    assert config.preset == "quick"
+    assert config == PRESETS["quick"].replace(implementations=config.implementations)
+    assert config.repeats >= 5
+    assert "torch_eager" in config.implementations and "keras_spe1" in config.implementations
+
+
+def test_options_override_the_preset(tmp_path):
+    config = _config("--full", "--workloads", "mlp,cnn", "--batch-sizes", "1,32,full",
+                     "--peers", "keras", "--repeats", "7", "--out", str(tmp_path),
+                     "--mnist", "synthetic", "--no-plots", "--seed", "3")  # fmt: skip
+    assert config.preset == "full"
+    assert config.workloads == ("mlp", "cnn") == config.tta_workloads
+    assert config.batch_sizes == (1, 32, "full") == config.tta_batch_sizes
+    assert config.implementations == ("fnn_fused", "fnn_unfused", "keras_spe1", "keras_spe64")
+    assert "torch_eager" not in config.tta_implementations
+    assert (config.repeats, config.out, config.mnist, config.plots, config.seed) == (
+        7, tmp_path, "synthetic", False, 3)  # fmt: skip
+
+
+def test_peers_none_and_all():
+    assert _config("--peers", "none").implementations == ("fnn_fused", "fnn_unfused")
+    tiny_all = _config("--tiny", "--peers", "all").implementations
+    assert {"flax_loop", "flax_scan", "keras_spe1", "keras_spe64", "torch_eager"} <= set(tiny_all)
+
+
+@pytest.mark.parametrize("argv", [["--workloads", "resnet"], ["--peers", "jax"],
+                                  ["--repeats", "0"]])  # fmt: skip
+def test_bad_options_exit(argv):
+    with pytest.raises(SystemExit):
+        _config(*argv)
+
+
+def test_presets_are_exclusive(capsys):
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--quick", "--full"])
+    capsys.readouterr()
+
+
+def test_parse_batch_sizes():
+    assert parse_batch_sizes("1, 8,FULL") == (1, 8, "full")
+    for bad in ("0", "x", ""):
+        with pytest.raises(ValueError):
+            parse_batch_sizes(bad)
+
+
+def test_tiny_run_writes_every_output(tmp_path, block_imports, capsys):
+    block_imports("keras", "torch")  # peers "not installed"
+    out = tmp_path / "out"
+    assert main(["--tiny", "--out", str(out), "--quiet", "--peers", "keras,torch"]) == 0
+    printed = capsys.readouterr().out
+    assert "Throughput" in printed and "Targets" in printed
+
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"meta", "records", "noise_scale", "summary"}
+    assert results["meta"]["device"]["platform"] in ("cpu", "gpu", "tpu")
+    assert results["meta"]["matmul_peak"]["flops_per_s"] > 0
+    records = results["records"]
+    for rec in records:
+        assert set(RECORD_FIELDS) <= set(rec), set(RECORD_FIELDS) - set(rec)
+
+    throughput = [r for r in records if r["benchmark"] == "throughput"]
+    assert {(r["implementation"], r["batch_size"]) for r in throughput} == {
+        (i, b) for i in ("fnn_fused", "keras_spe1", "keras_spe64", "torch_eager")
+        for b in (32, 256)}  # fmt: skip
+    for r in throughput:
+        if r["family"] in ("keras", "torch"):
+            assert r["status"] == "skipped" and "not installed" in r["reason"]
+        elif r["status"] == "ok":
+            assert r["samples_per_s"] > 0 and r["repeats"] == 2
+            assert len(r["samples_per_s_repeats"]) == 2
+            assert r["flops_per_s"] > 0 and r["fraction_of_peak"] > 0
+            assert r["mode"] == ("full" if r["batch_size"] == 256 else "minibatch")
+            assert r["data_source"] == "synthetic" and r["device"] == "cpu"
+
+    tta = [r for r in records if r["benchmark"] == "time_to_accuracy"]
+    assert tta and all(r["dataset"] == "digits" and r["curve"] for r in tta if r["status"] == "ok")
+    assert results["noise_scale"][0]["points"]
+
+    report = (out / "report.md").read_text()
+    assert "## Targets" in report and "skipped" in report
+    for png in ("throughput_mlp.png", "accuracy_vs_time_mlp.png", "noise_scale.png"):
+        data = Path(out / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000

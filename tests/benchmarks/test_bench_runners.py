@@ -1,0 +1,117 @@
+"""Every implementation trains the same model on tiny data; missing peers are skipped."""
+
+import numpy as np
+import pytest
+
+from benchmarks import runners
+from benchmarks.runners import RUNNERS, availability
+from benchmarks.workloads import get_workload, to_inputs
+
+JAX_RUNNERS = ["fnn_fused", "fnn_unfused", "flax_loop", "flax_scan"]
+
+
+def _available_or_skip(name):
+    reason = availability(name)
+    if reason is not None:
+        pytest.skip(reason)
+
+
+@pytest.mark.parametrize("name", JAX_RUNNERS)
+def test_jax_runners_train_and_evaluate(name, mlp, tiny_data):
+    _available_or_skip(name)
+    runner = RUNNERS[name](mlp, tiny_data, 16, seed=0)
+    runner.setup()
+    before = runner.evaluate(tiny_data.x_train, tiny_data.y_train)
+    runner.run_epochs(3)
+    after = runner.evaluate(tiny_data.x_train, tiny_data.y_train)
+    assert runner.epochs_done == 3
+    assert after["loss"] < before["loss"]
+    assert 0.0 <= after["accuracy"] <= 1.0
+    assert runner.samples_per_epoch == 64 and runner.steps_per_epoch == 4
+    runner.close()
+
+
+def test_remainder_accounting(mlp, tiny_data):
+    scan = RUNNERS["flax_scan"](mlp, tiny_data, 24)
+    loop = RUNNERS["flax_loop"](mlp, tiny_data, 24)
+    assert (scan.steps_per_epoch, scan.samples_per_epoch) == (2, 48)
+    assert (loop.steps_per_epoch, loop.samples_per_epoch) == (3, 64)
+    with pytest.raises(ValueError, match="batch_size"):
+        RUNNERS["flax_loop"](mlp, tiny_data, 65)
+
+
+def _flax_param_count(workload, input_shape):
+    import jax
+
+    model = workload.build(10)
+    x = jax.ShapeDtypeStruct((1, *input_shape), np.float32)
+    params = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
+    return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))
+
+
+SHAPES = [("logreg", (64,)), ("mlp", (64,)), ("cnn", (8, 8, 1)), ("lstm", (8, 8))]
+
+
+@pytest.mark.parametrize("workload,input_shape", SHAPES)
+def test_peer_models_have_the_reference_parameter_count(workload, input_shape):
+    import jax
+
+    w = get_workload(workload)
+    expected = _flax_param_count(w, input_shape)
+    if availability("torch_eager") is None:
+        from benchmarks.runners.torch_peer import build_torch_model, import_torch
+
+        model = build_torch_model(import_torch(), workload, input_shape, 10)
+        n = sum(p.numel() for p in model.parameters())
+        # PyTorch's LSTM has two bias vectors (b_ih, b_hh) where Flax has one: 4 * hidden more.
+        assert n == expected + (4 * 128 if workload == "lstm" else 0)
+    if availability("keras_spe1") is None and workload in ("mlp", "lstm"):  # Keras builds slowly
+        from benchmarks.runners.keras_peer import build_keras_model, import_keras
+
+        with jax.numpy_rank_promotion("allow"):  # Keras broadcasts biases implicitly
+            model = build_keras_model(import_keras(), workload, input_shape, 10)
+        assert model.count_params() == expected
+
+
+def test_torch_runner_smoke(mlp, tiny_data):
+    _available_or_skip("torch_eager")
+    runner = RUNNERS["torch_eager"](mlp, tiny_data, 16, seed=0)
+    runner.setup()
+    before = runner.evaluate(tiny_data.x_train, tiny_data.y_train)
+    runner.run_epochs(3)
+    after = runner.evaluate(tiny_data.x_train, tiny_data.y_train)
+    assert after["loss"] < before["loss"]
+
+
+def test_keras_runner_smoke(mlp, tiny_data):
+    _available_or_skip("keras_spe64")
+    runner = RUNNERS["keras_spe64"](mlp, tiny_data, 16, seed=0)
+    runner.setup()
+    runner.run_epochs(2)
+    out = runner.evaluate(tiny_data.x_test, tiny_data.y_test)
+    assert np.isfinite(out["loss"]) and 0.0 <= out["accuracy"] <= 1.0
+
+
+def test_missing_peers_are_reported_unavailable(block_imports):
+    block_imports("keras", "torch")
+    for name in ("keras_spe1", "keras_spe64", "torch_eager"):
+        reason = availability(name)
+        assert reason is not None and "not installed" in reason
+    assert availability("flax_loop") is None
+
+
+def test_implementations_by_family():
+    assert runners.implementations(["fnn"]) == ["fnn_fused", "fnn_unfused"]
+    assert set(runners.implementations(["keras"])) == {"keras_spe1", "keras_spe64"}
+    with pytest.raises(ValueError):
+        runners.implementations(["jax"])
+
+
+def test_input_layouts():
+    images = np.zeros((5, 28, 28, 1), np.float32)
+    assert to_inputs(images, "flat").shape == (5, 784)
+    assert to_inputs(images, "flat8").shape == (5, 64)
+    assert to_inputs(images, "image").shape == (5, 28, 28, 1)
+    assert to_inputs(images, "sequence").shape == (5, 28, 28)
+    ones = np.ones((2, 28, 28, 1), np.float32)
+    np.testing.assert_allclose(to_inputs(ones, "flat8"), 1.0)
