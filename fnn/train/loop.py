@@ -4,8 +4,8 @@ Three ways to run an epoch, one set of semantics:
 
 * **fused** (default): the training set is put on the device once; each epoch is one compiled
   XLA program that draws the epoch's permutation on the device, gathers each batch and runs
-  ``lax.scan`` over :func:`fnn.train.step.train_step`, with the state donated and the loss and
-  metric sums carried in the scan. Nothing returns to Python until the epoch ends.
+  ``lax.scan`` over :func:`fnn.train.step.train_step`, with the state and the loss and metric
+  sums carried in the scan. Nothing returns to Python until the epoch ends.
 * **streamed**: when the data is larger than ``max_device_bytes``, the host gathers chunks of
   ``steps_per_chunk`` batches and the device scans over each chunk while the next one is copied.
 * **dispatched**: on CPU, models with convolutions keep the data and the permutation on the
@@ -26,9 +26,10 @@ runs ``ceil(n / B)`` steps per epoch and the last batch is padded with masked ro
 is exactly the mean over its real examples; ``drop_remainder=True`` runs ``floor(n / B)`` steps
 and skips the last ``n mod B`` examples of each epoch's permutation.
 
-Non-finite losses: a step whose loss is NaN or Inf is not applied, and no step after it in the
-epoch is either; ``fit`` then raises :class:`NonFiniteLossError` naming the epoch and step, with
-the last good state attached. Checkpoints are never written for such an epoch.
+Non-finite losses: every step records whether its loss was NaN or Inf. When an epoch reports
+one, ``fit`` replays that epoch from its start up to the first bad step, so it holds the last good
+state, and raises :class:`NonFiniteLossError` naming the epoch and step, with that state
+attached. Checkpoints are never written for such an epoch.
 """
 
 import collections
@@ -135,34 +136,34 @@ def _zero_sums(state, x_spec, y_spec, loss_fn, metrics):
     return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
 
-def _guarded_step(carry, batch, loss_fn, metrics):
-    """``train_step`` that refuses non-finite losses and empty batches.
+def _tracked_step(carry, batch, loss_fn, metrics):
+    """``train_step`` that also records where the loss first stopped being finite.
 
     ``carry = (state, sums, bad)`` with ``bad: <int32>[]`` the optimizer step at which the first
-    non-finite loss appeared (-1: none yet). Once ``bad >= 0`` no further step is applied.
+    non-finite loss appeared (-1: none yet). Steps are not frozen after it (a select over the
+    whole state every step cost a third of the step time at batch 1); instead ``fit`` replays
+    the epoch from its start up to ``bad`` to recover the last good state.
     """
     state, sums, bad = carry
     new_state, step_sums = train_step(state, batch, loss_fn, metrics)
     finite = jnp.isfinite(step_sums["loss"]["sum"])
-    ok = finite & (bad < 0) & (step_sums["loss"]["count"] > 0)
     bad = jnp.where((bad < 0) & ~finite, state.step, bad)
-    state = jax.tree_util.tree_map(lambda new, old: jnp.where(ok, new, old), new_state, state)
-    sums = jax.tree_util.tree_map(lambda acc, s: acc + jnp.where(ok, s, 0), sums, step_sums)
-    return state, sums, bad
+    return new_state, metrics_lib.merge(sums, step_sums), bad
 
 
 def _scan_steps(carry, batches, loss_fn, metrics, unroll):
     carry, _ = lax.scan(
-        lambda c, b: (_guarded_step(c, b, loss_fn, metrics), None), carry, batches, unroll=unroll
+        lambda c, b: (_tracked_step(c, b, loss_fn, metrics), None), carry, batches, unroll=unroll
     )
     return carry
 
 
-def _fused_epoch(state, x, y, key_data, *, plan, loss_fn, metrics, unroll, split):
+def _fused_epoch(state, x, y, key_data, *, plan, loss_fn, metrics, unroll, split, limit):
     """One whole epoch on device-resident data; returns ``(state, sums, bad)``.
 
     ``split`` is the sharding of the example axis of a batch over the device mesh (None on one
     device): the indices of every batch are split, so each device gathers only its rows.
+    ``limit`` runs only the first ``limit`` steps (replaying up to a bad step).
     """
     sums = _zero_sums(state, x[:1], y[:1], loss_fn, metrics)
     carry = (state, sums, jnp.int32(-1))
@@ -170,8 +171,10 @@ def _fused_epoch(state, x, y, key_data, *, plan, loss_fn, metrics, unroll, split
         if split is not None:  # a local slice of the replicated data: no communication
             x = lax.with_sharding_constraint(x, split)
             y = lax.with_sharding_constraint(y, split)
-        return _guarded_step(carry, (x, y), loss_fn, metrics)  # no permutation, no gather
+        return _tracked_step(carry, (x, y), loss_fn, metrics)  # no permutation, no gather
     idx, mask = epoch_indices(key_data, plan)
+    if limit is not None:
+        idx, mask = idx[:limit], mask[:limit]
     if split is not None:
         rows = NamedSharding(split.mesh, P(None, *split.spec))
         idx = lax.with_sharding_constraint(idx, rows)
@@ -181,7 +184,9 @@ def _fused_epoch(state, x, y, key_data, *, plan, loss_fn, metrics, unroll, split
         i, m = batch
         xb = jnp.take(x, i, axis=0, mode="clip")
         yb = jnp.take(y, i, axis=0, mode="clip")
-        return _guarded_step(c, (xb, yb, m), loss_fn, metrics), None
+        # Without padding the mask is all ones: leave it out so XLA folds it away.
+        step_batch = (xb, yb, m) if plan.padded else (xb, yb)
+        return _tracked_step(c, step_batch, loss_fn, metrics), None
 
     carry, _ = lax.scan(body, carry, (idx, mask), unroll=unroll)
     return carry
@@ -194,10 +199,13 @@ def _chunk(carry, xs, ys, masks, *, loss_fn, metrics, unroll):
 
 def _single(carry, x, y, mask, *, loss_fn, metrics):
     """One guarded step (unfused path)."""
-    return _guarded_step(carry, (x, y, mask), loss_fn, metrics)
+    return _tracked_step(carry, (x, y, mask), loss_fn, metrics)
 
 
 def _start(state, x, y, *, loss_fn, metrics):
+    """The carry of a step-by-step epoch, on a *copy* of the state: the steps donate their
+    carry, and the epoch's starting state must survive for a replay."""
+    state = jax.tree_util.tree_map(jnp.copy, state)
     return state, _zero_sums(state, x[:1], y[:1], loss_fn, metrics), jnp.int32(-1)
 
 
@@ -300,8 +308,12 @@ class _Fused:
         split = place.batch_axis(0, plan.batch) if place.splits(plan.batch) else None
         self.static = dict(plan=plan, loss_fn=loss_fn, metrics=metrics, unroll=unroll, split=split)
 
-    def __call__(self, state, key_data, progress=None):
-        return _run(_fused_epoch, (state, self.x, self.y, key_data), self.static, donate=(0,))
+    def __call__(self, state, key_data, progress=None, limit=None):
+        # Not donated: the loop copies the state into its carry once per epoch anyway, and the
+        # epoch's starting state is kept for a replay after a non-finite loss.
+        return _run(
+            _fused_epoch, (state, self.x, self.y, key_data), {**self.static, "limit": limit}
+        )
 
 
 class _Unfused:
@@ -309,7 +321,7 @@ class _Unfused:
         self.x, self.y, self.plan, self.place = x, y, plan, place
         self.static = dict(loss_fn=loss_fn, metrics=metrics)
 
-    def __call__(self, state, key_data, progress=None):
+    def __call__(self, state, key_data, progress=None, limit=None):
         plan = self.plan
         carry, seconds = _run(_start, (state, self.x[:1], self.y[:1]), self.static)
         if plan.full_batch and not plan.padded:
@@ -318,12 +330,17 @@ class _Unfused:
             (idx, mask), compile_s = _run(epoch_indices, (key_data,), dict(plan=plan))
             seconds += compile_s
             idx, mask = jax.device_get((idx, mask))
-            batches = ((self.x[i], self.y[i], m) for i, m in zip(idx, mask, strict=True))
+            batches = (
+                (self.x[i], self.y[i], m) for i, m in zip(idx[:limit], mask[:limit], strict=True)
+            )
+        executable = None
         for batch in batches:
-            xb, yb, mb = self.place.put_batches(batch, axis=0, batch=plan.batch)
-            executable, compile_s = compiled(_single, (carry, xb, yb, mb), self.static, (0,))
-            seconds += compile_s
-            carry = executable(carry, xb, yb, mb)
+            if self.place.size > 1:
+                batch = self.place.put_batches(batch, axis=0, batch=plan.batch)
+            if executable is None:  # every batch has the same shape: look the program up once
+                executable, compile_s = compiled(_single, (carry, *batch), self.static, (0,))
+                seconds += compile_s
+            carry = executable(carry, *batch)
         return carry, seconds
 
 
@@ -335,7 +352,7 @@ def _indexed_step(carry, x, y, idx, mask, s, *, loss_fn, metrics, split):
         m = lax.with_sharding_constraint(m, split)
     xb = jnp.take(x, i, axis=0, mode="clip")
     yb = jnp.take(y, i, axis=0, mode="clip")
-    return _guarded_step(carry, (xb, yb, m), loss_fn, metrics)
+    return _tracked_step(carry, (xb, yb, m), loss_fn, metrics)
 
 
 class _Dispatched:
@@ -354,11 +371,11 @@ class _Dispatched:
         self.static = dict(loss_fn=loss_fn, metrics=metrics)
         self.step_static = dict(loss_fn=loss_fn, metrics=metrics, split=split)
 
-    def __call__(self, state, key_data, progress=None):
+    def __call__(self, state, key_data, progress=None, limit=None):
         carry, seconds = _run(_start, (state, self.x[:1], self.y[:1]), self.static)
         (idx, mask), compile_s = _run(epoch_indices, (key_data,), dict(plan=self.plan))
         seconds += compile_s
-        for s in range(self.plan.steps):
+        for s in range(self.plan.steps if limit is None else limit):
             args = (carry, self.x, self.y, idx, mask, np.int32(s))
             executable, compile_s = compiled(_indexed_step, args, self.step_static, (0,))
             seconds += compile_s
@@ -380,29 +397,28 @@ class _Streamed:
         self.static = dict(loss_fn=loss_fn, metrics=metrics)
         self.chunk_static = dict(loss_fn=loss_fn, metrics=metrics, unroll=unroll)
 
-    def _gather(self, idx, mask, start):
-        i, m = idx[start : start + self.k], mask[start : start + self.k]
-        if len(i) < self.k:  # pad the last chunk with empty steps, which are never applied
-            extra = self.k - len(i)
-            i = np.concatenate([i, np.zeros((extra, i.shape[1]), i.dtype)])
-            m = np.concatenate([m, np.zeros((extra, m.shape[1]), m.dtype)])
+    def _gather(self, idx, mask, start, stop):
+        """Chunk ``[start, stop)`` of the epoch's batches, copied to the device (the last chunk
+        may be shorter, which costs one more compiled program)."""
+        i, m = idx[start:stop], mask[start:stop]
         return self.place.put_batches((self.x[i], self.y[i], m), axis=1, batch=self.plan.batch)
 
-    def __call__(self, state, key_data, progress=None):
+    def __call__(self, state, key_data, progress=None, limit=None):
         carry, seconds = _run(_start, (state, self.x[:1], self.y[:1]), self.static)
         (idx, mask), compile_s = _run(epoch_indices, (key_data,), dict(plan=self.plan))
         seconds += compile_s
         idx, mask = jax.device_get((idx, mask))
-        starts = range(0, self.plan.steps, self.k)
+        steps = self.plan.steps if limit is None else limit
+        starts = range(0, steps, self.k)
         chunks = tqdm(starts, desc="chunks", leave=False, disable=progress is None)
-        pending = self._gather(idx, mask, 0)
+        pending = self._gather(idx, mask, 0, min(self.k, steps))
         for start in chunks:
             current = pending
             executable, compile_s = compiled(_chunk, (carry, *current), self.chunk_static, (0,))
             seconds += compile_s
             carry = executable(carry, *current)  # asynchronous: the device starts on it
-            if start + self.k < self.plan.steps:
-                pending = self._gather(idx, mask, start + self.k)  # overlaps the scan above
+            if start + self.k < steps:  # the next copy overlaps the scan above
+                pending = self._gather(idx, mask, start + self.k, min(start + 2 * self.k, steps))
         return carry, seconds
 
 
@@ -562,7 +578,7 @@ def fit(
     """Trains ``state`` on ``(x, y)`` by full-batch, stochastic or mini-batch gradient descent.
 
     Args:
-      state: from :meth:`TrainState.create`. It is donated: use the returned state.
+      state: from :meth:`TrainState.create`; left as it is (the returned state is new).
       x: inputs ``[n, ...]`` (NumPy or JAX array).
       y: targets ``[n, ...]``: ``<int>[n]`` class labels for cross-entropy, ``[n]`` / ``[n, k]``
         for regression or binary labels.
@@ -665,6 +681,7 @@ def fit(
         for epoch in range(start_epoch + 1, epochs + 1):
             key_data = jax.random.key_data(jax.random.fold_in(root, epoch))
             started = time.perf_counter()
+            start_state = run.state  # not donated: kept for a replay after a non-finite loss
             (new_state, sums, bad), compile_s = runner(
                 run.state, key_data, progress=bar if verbose else None
             )
@@ -674,6 +691,9 @@ def fit(
             run.state = new_state
             if bad >= 0:
                 step_in_epoch = bad - step_at_start
+                run.state = start_state
+                if step_in_epoch > 0:  # replay the good steps of this epoch
+                    run.state = runner(start_state, key_data, limit=step_in_epoch)[0][0]
                 message = (
                     f"non-finite loss at epoch {epoch}/{epochs}, step {step_in_epoch} of "
                     f"{plan.steps} in that epoch (optimizer step {bad}); training stopped and "

@@ -36,6 +36,13 @@ class ModelApply:
         return f"ModelApply({self.model!r})"
 
 
+@functools.lru_cache(maxsize=64)
+def _jitted_init(model: nn.Module) -> Callable:
+    """``model.init`` as one compiled program (eager init compiles every initializer), cached
+    per model so equal models share it."""
+    return jax.jit(functools.partial(model.init, train=False))
+
+
 class TrainState(struct.PyTreeNode):
     """Parameters, optimizer state, step counter and random key of one training run.
 
@@ -105,8 +112,7 @@ class TrainState(struct.PyTreeNode):
                 f"example_input: expected a batch [batch >= 1, ...], "
                 f"got shape {example_input.shape}"
             )
-        # One compiled program, instead of one eager compilation per initializer.
-        variables = jax.jit(functools.partial(model.init, train=False))(init_key, example_input)
+        variables = _jitted_init(model)(init_key, example_input)
         params = variables["params"]
         return cls(
             step=jnp.zeros((), jnp.int32),
