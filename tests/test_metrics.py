@@ -103,7 +103,7 @@ def test_unknown_metric_and_bad_specs():
         metrics.precision("micro")
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(
     seed=st.integers(0, 2**16),
     n=st.integers(1, 40),

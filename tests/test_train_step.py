@@ -11,6 +11,7 @@ from fnn.train import TrainState, eval_step, predict_step, summarize, train_step
 
 jit_train = jax.jit(train_step, static_argnames=("loss_fn", "metrics"), donate_argnames="state")
 jit_eval = jax.jit(eval_step, static_argnames=("loss_fn", "metrics"))
+jit_step = jax.jit(train_step, static_argnames=("loss_fn", "metrics"))
 
 
 def iris():
@@ -58,7 +59,7 @@ def test_every_parameter_changes_after_one_step(model, x):
     y = jnp.array([0, 1, 2, 1])
     state = TrainState.create(model, optim.sgd(0.1), x)
     before = jax.tree_util.tree_map(np.array, state.params)
-    new, sums = train_step(state, (x, y), "cross_entropy")
+    new, sums = jit_step(state, (x, y), "cross_entropy")
     changed = jax.tree_util.tree_map(lambda a, b: not np.allclose(a, b), before, new.params)
     assert all(jax.tree_util.tree_leaves(changed)), changed
     assert float(sums["loss"]["count"]) == 4
@@ -69,11 +70,11 @@ def test_masked_batch_equals_the_unpadded_batch():
     x = rng.normal(size=(5, 4)).astype(np.float32)
     y = rng.integers(0, 3, size=5).astype(np.int32)
     state = TrainState.create(models.MLP((8,), 3), optim.sgd(0.3, momentum=0.9), x)
-    real, real_sums = train_step(state, (x, y), "cross_entropy", ("accuracy",))
+    real, real_sums = jit_step(state, (x, y), "cross_entropy", ("accuracy",))
     pad_x = np.concatenate([x, rng.normal(size=(3, 4)).astype(np.float32) * 100])
     pad_y = np.concatenate([y, [2, 2, 2]]).astype(np.int32)
     mask = np.array([1] * 5 + [0] * 3, np.float32)
-    padded, pad_sums = train_step(state, (pad_x, pad_y, mask), "cross_entropy", ("accuracy",))
+    padded, pad_sums = jit_step(state, (pad_x, pad_y, mask), "cross_entropy", ("accuracy",))
     jax.tree_util.tree_map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
         real.params,
@@ -101,8 +102,8 @@ def test_dropout_keys_follow_the_step_and_seed():
     model = models.MLP((32,), 2, dropout=0.5)
     a = TrainState.create(model, optim.sgd(0.1), x, seed=3)
     b = TrainState.create(model, optim.sgd(0.1), x, seed=3)
-    a1, _ = train_step(a, (x, y), "cross_entropy")
-    b1, _ = train_step(b, (x, y), "cross_entropy")
+    a1, _ = jit_step(a, (x, y), "cross_entropy")
+    b1, _ = jit_step(b, (x, y), "cross_entropy")
     jax.tree_util.tree_map(np.testing.assert_array_equal, a1.params, b1.params)
     assert not jnp.array_equal(a.step_key(), a1.step_key())
     expected = jax.random.fold_in(jax.random.wrap_key_data(a.rng), 1)
