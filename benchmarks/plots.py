@@ -92,6 +92,7 @@ def plot_accuracy_vs_time(results: dict[str, Any], out: Path) -> list[Path]:
                         marker=".", label=label)  # fmt: skip
             ax.axhline(rows[0]["target_accuracy"], color="gray", linestyle=":", label="target")
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels overlap on short spans
             ax.set_xlabel("training time (s, compile excluded)")
             ax.set_title(f"{workload} on {rows[0]['dataset']}: {rows[0]['label']}", fontsize=9)
             ax.grid(True, which="both", alpha=0.3)
