@@ -630,7 +630,7 @@ def fit(
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks: expected fnn.callbacks.Callback values, got {cb!r}")
-    evaluator = None
+    validation = None
     if validation_data is not None:
         if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
             raise TypeError("validation_data: expected a tuple (x_val, y_val)")
@@ -639,15 +639,16 @@ def fit(
         validate.check_pair(xv, yv, "validation_data[0]", "validation_data[1]")
         val_out = validate.output_shape(state, xv, "validation_data[0]")
         validate.check_targets(loss_fn, yv, val_out, "validation_data[1]")
-        evaluator = (xv, yv)
+        validation = (xv, yv)
 
     plan = Plan.make(n, batch, drop_remainder=drop_remainder, shuffle=shuffle)
     if unroll is None:
         unroll = _default_unroll(plan, state)
     streamed, k = _resolve_streaming(x, y, plan, fused, max_device_bytes, steps_per_chunk)
     place = placement(devices)
-    if evaluator is not None:
-        xv, yv = evaluator
+    evaluator = None
+    if validation is not None:
+        xv, yv = validation
         evaluator = _Evaluator(
             xv, yv, min(xv.shape[0], DEFAULT_EVAL_BATCH), loss_fn, metrics, place
         )
