@@ -32,7 +32,7 @@ def import_torch() -> Any:
     try:
         import torch
     except ImportError as e:
-        raise Unavailable(f"torch not installed ({e}); pip install torch") from None
+        raise Unavailable(f"torch not installed ({e}); add the CPU build, see the README") from None
     return torch
 
 
