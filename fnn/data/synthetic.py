@@ -243,69 +243,36 @@ def _forecasting_doc(kind: str) -> str:
     """
 
 
-def sine(
-    *,
-    length: int = 2000,
-    window: int = 32,
-    horizon: int = 1,
-    test_fraction: float = 0.2,
-    noise: float = 0.05,
-    seed: int = 0,
-) -> Splits:
-    return _forecasting(
-        "sine",
-        length=length,
-        window=window,
-        horizon=horizon,
-        test_fraction=test_fraction,
-        noise=noise,
-        seed=seed,
-    )
+def _forecaster(kind: str):
+    """The public loader of one forecasting series: the keyword arguments of `_forecasting`."""
+
+    def load(
+        *,
+        length: int = 2000,
+        window: int = 32,
+        horizon: int = 1,
+        test_fraction: float = 0.2,
+        noise: float = 0.05,
+        seed: int = 0,
+    ) -> Splits:
+        return _forecasting(
+            kind,
+            length=length,
+            window=window,
+            horizon=horizon,
+            test_fraction=test_fraction,
+            noise=noise,
+            seed=seed,
+        )
+
+    load.__name__ = load.__qualname__ = kind
+    load.__doc__ = _forecasting_doc(kind)
+    return load
 
 
-def sum_of_sines(
-    *,
-    length: int = 2000,
-    window: int = 32,
-    horizon: int = 1,
-    test_fraction: float = 0.2,
-    noise: float = 0.05,
-    seed: int = 0,
-) -> Splits:
-    return _forecasting(
-        "sum_of_sines",
-        length=length,
-        window=window,
-        horizon=horizon,
-        test_fraction=test_fraction,
-        noise=noise,
-        seed=seed,
-    )
-
-
-def ar2(
-    *,
-    length: int = 2000,
-    window: int = 32,
-    horizon: int = 1,
-    test_fraction: float = 0.2,
-    noise: float = 0.05,
-    seed: int = 0,
-) -> Splits:
-    return _forecasting(
-        "ar2",
-        length=length,
-        window=window,
-        horizon=horizon,
-        test_fraction=test_fraction,
-        noise=noise,
-        seed=seed,
-    )
-
-
-sine.__doc__ = _forecasting_doc("sine")
-sum_of_sines.__doc__ = _forecasting_doc("sum_of_sines")
-ar2.__doc__ = _forecasting_doc("ar2")
+sine = _forecaster("sine")
+sum_of_sines = _forecaster("sum_of_sines")
+ar2 = _forecaster("ar2")
 
 
 # --------------------------------------------------------------------------------------------
