@@ -6,8 +6,7 @@ A callback sees a :class:`Run` (the current state, the history, the epoch count)
 
 import math
 import os
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import jax
 import numpy as np
@@ -36,7 +35,6 @@ class Run:
     epochs: int
     seed: int
     stop_reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Callback:

@@ -151,11 +151,9 @@ def _tracked_step(carry, batch, loss_fn, metrics):
     return new_state, metrics_lib.merge(sums, step_sums), bad
 
 
-def _scan_steps(carry, batches, loss_fn, metrics, unroll):
-    carry, _ = lax.scan(
-        lambda c, b: (_tracked_step(c, b, loss_fn, metrics), None), carry, batches, unroll=unroll
-    )
-    return carry
+def _gather(x, y, i):
+    """Rows ``i: <int>[batch]`` of the device-resident ``x`` and ``y``."""
+    return jnp.take(x, i, axis=0, mode="clip"), jnp.take(y, i, axis=0, mode="clip")
 
 
 def _fused_epoch(state, x, y, key_data, *, plan, loss_fn, metrics, unroll, split, limit):
@@ -182,8 +180,7 @@ def _fused_epoch(state, x, y, key_data, *, plan, loss_fn, metrics, unroll, split
 
     def body(c, batch):
         i, m = batch
-        xb = jnp.take(x, i, axis=0, mode="clip")
-        yb = jnp.take(y, i, axis=0, mode="clip")
+        xb, yb = _gather(x, y, i)
         # Without padding the mask is all ones: leave it out so XLA folds it away.
         step_batch = (xb, yb, m) if plan.padded else (xb, yb)
         return _tracked_step(c, step_batch, loss_fn, metrics), None
@@ -194,7 +191,13 @@ def _fused_epoch(state, x, y, key_data, *, plan, loss_fn, metrics, unroll, split
 
 def _chunk(carry, xs, ys, masks, *, loss_fn, metrics, unroll):
     """Scans over pre-gathered batches ``xs: [K, B, ...]`` (streaming path)."""
-    return _scan_steps(carry, (xs, ys, masks), loss_fn, metrics, unroll)
+    carry, _ = lax.scan(
+        lambda c, b: (_tracked_step(c, b, loss_fn, metrics), None),
+        carry,
+        (xs, ys, masks),
+        unroll=unroll,
+    )
+    return carry
 
 
 def _single(carry, x, y, mask, *, loss_fn, metrics):
@@ -351,9 +354,7 @@ def _indexed_step(carry, x, y, idx, mask, s, *, loss_fn, metrics, split):
     if split is not None:
         i = lax.with_sharding_constraint(i, split)
         m = lax.with_sharding_constraint(m, split)
-    xb = jnp.take(x, i, axis=0, mode="clip")
-    yb = jnp.take(y, i, axis=0, mode="clip")
-    return _tracked_step(carry, (xb, yb, m), loss_fn, metrics)
+    return _tracked_step(carry, (*_gather(x, y, i), m), loss_fn, metrics)
 
 
 class _Dispatched:
