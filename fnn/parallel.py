@@ -9,6 +9,7 @@ A batch is split only when the number of devices divides its size; otherwise (ba
 devices, say) the step runs replicated, with the same result.
 """
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -56,11 +57,36 @@ class Placement:
         return NamedSharding(self.mesh, P(*([None] * axis), AXIS))
 
     def put_replicated(self, tree):
-        return jax.device_put(tree, self.replicated)
+        """A copy of every device of the mesh (arrays already placed so are kept as they are)."""
+        return _put(tree, self.replicated)
 
     def put_batches(self, tree, *, axis: int, batch: int):
         """Places arrays whose ``axis`` is the example axis, split across devices if possible."""
-        return jax.device_put(tree, self.batch_axis(axis, batch))
+        return _put(tree, self.batch_axis(axis, batch))
+
+
+def _put(tree, sharding: NamedSharding):
+    """``jax.device_put(tree, sharding)`` that leaves alone the arrays already laid out so.
+
+    ``fit`` places its state and data at every call; a state that comes back from a previous
+    call is already in place, and re-placing its leaves would cost a copy each.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    moving = [
+        i
+        for i, leaf in enumerate(leaves)
+        if not (isinstance(leaf, jax.Array) and _placed(leaf.sharding, sharding, leaf.ndim))
+    ]
+    if moving:
+        moved = jax.device_put([leaves[i] for i in moving], sharding)
+        for i, leaf in zip(moving, moved, strict=True):
+            leaves[i] = leaf
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+@functools.lru_cache(maxsize=256)
+def _placed(current, target: NamedSharding, ndim: int) -> bool:
+    return current.is_equivalent_to(target, ndim)
 
 
 def placement(devices: Sequence[jax.Device] | None = None) -> Placement:

@@ -129,8 +129,13 @@ def test_non_finite_guard_in_both_loops(fused):
     state = fnn.TrainState.create(models.LinearRegression(), diverging_optimizer(), x[:1])
     with pytest.raises(fnn.NonFiniteLossError) as info:
         fnn.fit(state, x, y, loss="mse", batch_size=4, epochs=10, verbose=0, fused=fused)
-    assert info.value.global_step > 12
-    assert "non-finite loss" in info.value.history.stop_reason
+    err = info.value
+    assert err.global_step > 12 and err.epoch >= 2  # so the fused fit had run an epoch ahead
+    assert "non-finite loss" in err.history.stop_reason
+    # The epoch dispatched ahead of the bad one is dropped: the last good state comes back.
+    assert int(err.state.step) == err.global_step == (err.epoch - 1) * 10 + err.step
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(err.state.params))
+    assert len(err.history) == err.epoch - 1
 
 
 def test_early_stopping_restores_the_best_state(data):

@@ -1,5 +1,7 @@
 """fit / evaluate / predict: accuracy on real data, determinism, remainders, streaming."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -93,6 +95,67 @@ def test_same_seed_gives_identical_parameters():
     assert not np.array_equal(a.params["Dense_0"]["kernel"], c.params["Dense_0"]["kernel"])
 
 
+def test_short_epochs_are_dispatched_one_ahead_with_the_same_result(monkeypatch):
+    from fnn.train import loop
+
+    dispatched, finished = [], []
+    real_call, real_finish = loop._Fused.__call__, loop._finish_epoch
+
+    def call(self, state, root, epoch, **kwargs):
+        dispatched.append(int(epoch))
+        return real_call(self, state, root, epoch, **kwargs)
+
+    def finish(current, *args):
+        finished.append((current.epoch, len(dispatched)))
+        return real_finish(current, *args)
+
+    monkeypatch.setattr(loop._Fused, "__call__", call)
+    monkeypatch.setattr(loop, "_finish_epoch", finish)
+    x, y = small_problem()
+    ahead, h_ahead = run(x, y, epochs=4, seed=2)
+    # Epoch 1 (compiling) is waited for alone; from then on epoch e + 1 is on its way to the
+    # device before epoch e is waited for.
+    assert dispatched == [1, 2, 3, 4]
+    assert finished == [(1, 1), (2, 3), (3, 4), (4, 4)]
+
+    dispatched.clear()
+    finished.clear()
+    monkeypatch.setattr(loop, "RUN_AHEAD_MAX_EPOCH_S", 0.0)  # never run ahead
+    in_step, h_step = run(x, y, epochs=4, seed=2)
+    assert finished == [(1, 1), (2, 2), (3, 3), (4, 4)]
+    assert_trees_equal(ahead.params, in_step.params)
+    assert h_ahead["loss"] == h_step["loss"]
+    assert all(t > 0 for t in h_ahead["epoch_time"])
+
+    # A callback may stop training or replace the state: then nothing runs ahead.
+    dispatched.clear()
+    finished.clear()
+    monkeypatch.setattr(loop, "RUN_AHEAD_MAX_EPOCH_S", math.inf)
+    run(x, y, epochs=3, callbacks=[fnn.EarlyStopping("loss", patience=5)])
+    assert finished == [(1, 1), (2, 2), (3, 3)]
+
+
+def test_a_second_fit_on_device_data_copies_nothing(monkeypatch):
+    import fnn.parallel
+
+    x, y = small_problem()
+    xd, yd = jax.device_put(x), jax.device_put(y)
+    state, _ = run(xd, yd, epochs=1)
+    puts = []
+    real_put = jax.device_put
+
+    def counting_put(tree, *args, **kwargs):
+        puts.append(len(jax.tree_util.tree_leaves(tree)))
+        return real_put(tree, *args, **kwargs)
+
+    monkeypatch.setattr(fnn.parallel.jax, "device_put", counting_put)
+    again, _ = fnn.fit(state, xd, yd, loss="cross_entropy", batch_size=8, epochs=1, verbose=0)
+    assert puts == [], "the state and the data were already on the device"
+    assert int(again.step) == 2 * int(state.step)
+    fnn.fit(state, x, y, loss="cross_entropy", batch_size=8, epochs=1, verbose=0)
+    assert puts == [2], "NumPy data is copied to the device (x and y, in one call)"
+
+
 @pytest.mark.parametrize("batch_size", [1, 7, "full"])
 def test_fused_and_unfused_agree(batch_size):
     x, y = small_problem(n=23)
@@ -125,8 +188,8 @@ def test_masked_remainder_is_exactly_the_mean_of_the_real_examples():
     )
     assert history["steps"] == [3]  # 4 + 4 + 2 real examples
     plan = Plan.make(10, 4, drop_remainder=False, shuffle=True)
-    epoch_key = jax.random.key_data(jax.random.fold_in(jax.random.key(3), 1))
-    idx, mask = map(np.asarray, epoch_indices(epoch_key, plan))
+    root = jax.random.key_data(jax.random.key(3))  # seed 3, epoch 1
+    idx, mask = map(np.asarray, epoch_indices(root, np.int32(1), plan))
     assert mask.sum(axis=1).tolist() == [4, 4, 2]
     reference = fresh(x, model)
     for row, row_mask in zip(idx, mask, strict=True):

@@ -44,6 +44,10 @@ SCRIPT = textwrap.dedent(
             devices=len(leaf.sharding.device_set),
             all_reduce=any("all-reduce" in t for t in texts),
         )
+    # A state trained on one device, then on all eight: moved, not mistaken for placed.
+    moved, _ = fnn.fit(one, jax.device_put(x, jax.devices()[0]), y, loss="cross_entropy",
+                       batch_size=32, epochs=1, verbose=0)
+    out["moved_devices"] = len(jax.tree_util.tree_leaves(moved.params)[0].sharding.device_set)
     unfused, _ = train(None, 32, fused=False)
     fused, _ = train(None, 32)
     out["unfused_diff"] = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(
@@ -85,6 +89,10 @@ def test_batches_that_do_not_divide_run_replicated(result, batch_size):
     r = result[batch_size]
     assert r["devices"] == 8 and not r["all_reduce"]
     assert r["diff"] < 1e-5
+
+
+def test_a_one_device_state_and_data_move_to_the_mesh(result):
+    assert result["moved_devices"] == 8
 
 
 def test_unfused_evaluate_and_predict_on_eight_devices(result):

@@ -33,6 +33,7 @@ attached. Checkpoints are never written for such an epoch.
 """
 
 import collections
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -60,6 +61,7 @@ from fnn.train.step import eval_step, predict_step, summarize, train_step
 DEFAULT_MAX_DEVICE_BYTES = 2 * 1024**3
 DEFAULT_EVAL_BATCH = 1024
 CHUNK_TARGET_BYTES = 64 * 1024**2
+RUN_AHEAD_MAX_EPOCH_S = 1.0  # see fit: epochs shorter than this are dispatched one ahead
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -103,11 +105,24 @@ class Plan:
         return cls(n=n, batch=batch, steps=steps, padded=padded, shuffle=shuffle)
 
 
-def epoch_indices(key_data: jax.Array, plan: Plan) -> tuple[jax.Array, jax.Array]:
-    """The epoch's batches as example indices and a mask.
+def epoch_key(root: jax.Array, epoch: jax.Array) -> jax.Array:
+    """The key of the permutation of ``epoch``: ``fold_in(root, epoch)``.
 
     Args:
-      key_data: ``<uint32>[2]`` raw key of the epoch.
+      root: ``<uint32>[2]`` raw data of the run's shuffling key, ``jax.random.key(seed)``.
+      epoch: ``<int32>[]`` 1-based epoch number.
+    """
+    return jax.random.fold_in(jax.random.wrap_key_data(root), epoch)
+
+
+def epoch_indices(root: jax.Array, epoch: jax.Array, plan: Plan) -> tuple[jax.Array, jax.Array]:
+    """The epoch's batches as example indices and a mask.
+
+    Computed inside the compiled programs, so an epoch costs no separate dispatch for its key.
+
+    Args:
+      root: ``<uint32>[2]`` raw data of the run's shuffling key (see :func:`epoch_key`).
+      epoch: ``<int32>[]`` 1-based epoch number.
       plan: the epoch's static shape.
 
     Returns:
@@ -115,7 +130,7 @@ def epoch_indices(key_data: jax.Array, plan: Plan) -> tuple[jax.Array, jax.Array
       whose index is 0).
     """
     if plan.shuffle:
-        order = jax.random.permutation(jax.random.wrap_key_data(key_data), plan.n)
+        order = jax.random.permutation(epoch_key(root, epoch), plan.n)
     else:
         order = jnp.arange(plan.n)
     order = order.astype(jnp.int32)
@@ -156,7 +171,7 @@ def _gather(x, y, i):
     return jnp.take(x, i, axis=0, mode="clip"), jnp.take(y, i, axis=0, mode="clip")
 
 
-def _fused_epoch(state, x, y, key_data, *, plan, loss_fn, metrics, unroll, split, limit):
+def _fused_epoch(state, x, y, root, epoch, *, plan, loss_fn, metrics, unroll, split, limit):
     """One whole epoch on device-resident data; returns ``(state, sums, bad)``.
 
     ``split`` is the sharding of the example axis of a batch over the device mesh (None on one
@@ -170,7 +185,7 @@ def _fused_epoch(state, x, y, key_data, *, plan, loss_fn, metrics, unroll, split
             x = lax.with_sharding_constraint(x, split)
             y = lax.with_sharding_constraint(y, split)
         return _tracked_step(carry, (x, y), loss_fn, metrics)  # no permutation, no gather
-    idx, mask = epoch_indices(key_data, plan)
+    idx, mask = epoch_indices(root, epoch, plan)
     if limit is not None:
         idx, mask = idx[:limit], mask[:limit]
     if split is not None:
@@ -237,11 +252,10 @@ _CACHE_SIZE = 64
 _JITTED: dict[tuple, Callable] = {}
 
 
-def _sharding_key(leaf) -> tuple:
-    """A canonical form of a leaf's sharding: equivalent shardings give equal keys."""
-    sharding = getattr(leaf, "sharding", None)
-    if sharding is None:
-        return ("host",)
+@functools.lru_cache(maxsize=256)
+def _canonical_sharding(sharding) -> tuple:
+    """A canonical form of a sharding: equivalent shardings give equal keys (memoised per
+    sharding object, so an epoch's lookup costs a dictionary hit per leaf)."""
     devices = tuple(sorted(d.id for d in sharding.device_set))
     if sharding.is_fully_replicated:
         return ("replicated", devices)
@@ -251,12 +265,15 @@ def _sharding_key(leaf) -> tuple:
     return (type(sharding).__name__, devices, spec)
 
 
+def _leaf_key(leaf) -> tuple:
+    if isinstance(leaf, jax.Array):
+        return leaf.shape, leaf.dtype, _canonical_sharding(leaf.sharding)
+    return np.shape(leaf), str(getattr(leaf, "dtype", type(leaf))), ("host",)
+
+
 def _signature(args) -> tuple:
     leaves, treedef = jax.tree_util.tree_flatten(args)
-    return treedef, tuple(
-        (np.shape(leaf), str(getattr(leaf, "dtype", type(leaf))), _sharding_key(leaf))
-        for leaf in leaves
-    )
+    return treedef, tuple(map(_leaf_key, leaves))
 
 
 def compiled(fn: Callable, args: tuple, static: dict, donate: tuple[int, ...] = ()):
@@ -312,11 +329,11 @@ class _Fused:
         split = place.batch_axis(0, plan.batch) if place.splits(plan.batch) else None
         self.static = dict(plan=plan, loss_fn=loss_fn, metrics=metrics, unroll=unroll, split=split)
 
-    def __call__(self, state, key_data, progress=None, limit=None):
+    def __call__(self, state, root, epoch, progress=None, limit=None):
         # Not donated: the loop copies the state into its carry once per epoch anyway, and the
         # epoch's starting state is kept for a replay after a non-finite loss.
         return _run(
-            _fused_epoch, (state, self.x, self.y, key_data), {**self.static, "limit": limit}
+            _fused_epoch, (state, self.x, self.y, root, epoch), {**self.static, "limit": limit}
         )
 
 
@@ -325,13 +342,13 @@ class _Unfused:
         self.x, self.y, self.plan, self.place = x, y, plan, place
         self.static = dict(loss_fn=loss_fn, metrics=metrics)
 
-    def __call__(self, state, key_data, progress=None, limit=None):
+    def __call__(self, state, root, epoch, progress=None, limit=None):
         plan = self.plan
         carry, seconds = _run(_start, (state, self.x[:1], self.y[:1]), self.static)
         if plan.full_batch and not plan.padded:
             batches = [(self.x, self.y, np.ones((plan.n,), np.float32))]
         else:
-            (idx, mask), compile_s = _run(epoch_indices, (key_data,), dict(plan=plan))
+            (idx, mask), compile_s = _run(epoch_indices, (root, epoch), dict(plan=plan))
             seconds += compile_s
             idx, mask = jax.device_get((idx, mask))
             batches = (
@@ -373,9 +390,9 @@ class _Dispatched:
         self.static = dict(loss_fn=loss_fn, metrics=metrics)
         self.step_static = dict(loss_fn=loss_fn, metrics=metrics, split=split)
 
-    def __call__(self, state, key_data, progress=None, limit=None):
+    def __call__(self, state, root, epoch, progress=None, limit=None):
         carry, seconds = _run(_start, (state, self.x[:1], self.y[:1]), self.static)
-        (idx, mask), compile_s = _run(epoch_indices, (key_data,), dict(plan=self.plan))
+        (idx, mask), compile_s = _run(epoch_indices, (root, epoch), dict(plan=self.plan))
         seconds += compile_s
         for s in range(self.plan.steps if limit is None else limit):
             args = (carry, self.x, self.y, idx, mask, np.int32(s))
@@ -405,9 +422,9 @@ class _Streamed:
         i, m = idx[start:stop], mask[start:stop]
         return self.place.put_batches((self.x[i], self.y[i], m), axis=1, batch=self.plan.batch)
 
-    def __call__(self, state, key_data, progress=None, limit=None):
+    def __call__(self, state, root, epoch, progress=None, limit=None):
         carry, seconds = _run(_start, (state, self.x[:1], self.y[:1]), self.static)
-        (idx, mask), compile_s = _run(epoch_indices, (key_data,), dict(plan=self.plan))
+        (idx, mask), compile_s = _run(epoch_indices, (root, epoch), dict(plan=self.plan))
         seconds += compile_s
         idx, mask = jax.device_get((idx, mask))
         steps = self.plan.steps if limit is None else limit
@@ -533,6 +550,16 @@ def _format_postfix(record: dict[str, Any]) -> dict[str, str]:
     return shown
 
 
+def _resident(given, checked):
+    """The arrays to keep on the device: the caller's own ``jax.Array`` where checking it
+    changed nothing (so data already on the device is not copied back and forth), else the
+    checked NumPy copy."""
+    return tuple(
+        g if isinstance(g, jax.Array) and g.dtype == c.dtype else c
+        for g, c in zip(given, checked, strict=True)
+    )
+
+
 def _resolve_streaming(x, y, plan, fused, max_device_bytes, steps_per_chunk):
     nbytes = x.nbytes + y.nbytes
     limit = DEFAULT_MAX_DEVICE_BYTES if max_device_bytes is None else max_device_bytes
@@ -618,6 +645,7 @@ def fit(
     metrics = metrics_lib.get_metrics(metrics)
     if not isinstance(state, TrainState):
         raise TypeError(f"state: expected a fnn.TrainState, got {type(state).__name__}")
+    given = (x, y)
     x, y = validate.as_inputs("x", x), validate.as_inputs("y", y)
     validate.check_pair(x, y)
     out_shape = validate.output_shape(state, x)
@@ -657,9 +685,9 @@ def fit(
     if streamed:
         runner = _Streamed(x, y, plan, loss_fn, metrics, unroll, k, place)
     elif fused and jax.default_backend() == "cpu" and _has_convolutions(state):
-        runner = _Dispatched(x, y, plan, loss_fn, metrics, place)
+        runner = _Dispatched(*_resident(given, (x, y)), plan, loss_fn, metrics, place)
     elif fused:
-        runner = _Fused(x, y, plan, loss_fn, metrics, unroll, place)
+        runner = _Fused(*_resident(given, (x, y)), plan, loss_fn, metrics, unroll, place)
     else:
         runner = _Unfused(x, y, plan, loss_fn, metrics, place)
 
@@ -670,33 +698,45 @@ def fit(
             state, start_epoch, seed, history = store.restore(state)
         store.close()
     state = place.put_replicated(state)
-    root = jax.random.key(int(seed))
+    root = place.put_replicated(jax.random.key_data(jax.random.key(int(seed))))
     run = Run(state=state, history=history, epoch=start_epoch, epochs=epochs, seed=int(seed))
     for cb in callbacks:
         cb.on_train_begin(run)
-
+    # With no callback (which may stop training or replace the state) and no validation, epoch
+    # e + 1 is dispatched before waiting for epoch e, so the device does not wait for the host
+    # between epochs. Only after short epochs: a NaN or a Ctrl-C then costs at most one short
+    # epoch of wasted device time.
+    run_ahead = not callbacks and evaluator is None
     bar = tqdm(
         total=epochs, initial=start_epoch, unit="epoch", disable=verbose == 0, dynamic_ncols=True
     )
-    pending = None  # an epoch dispatched to the device but not yet recorded
+
+    def dispatch(epoch: int, start_state: TrainState) -> _Epoch:
+        started = time.perf_counter()
+        (new_state, sums, bad), compile_s = runner(
+            start_state, root, np.int32(epoch), progress=bar if verbose else None
+        )
+        return _Epoch(epoch, start_state, new_state, sums, bad, started + compile_s, compile_s)
+
+    current = ahead = None  # epochs dispatched to the device and not yet recorded
+    last_done, last_time = None, math.inf
     try:
         step_at_start = int(run.state.step)
         for epoch in range(start_epoch + 1, epochs + 1):
-            key_data = jax.random.key_data(jax.random.fold_in(root, epoch))
-            started = time.perf_counter()
-            start_state = run.state  # not donated: kept for a replay after a non-finite loss
-            (new_state, sums, bad), compile_s = runner(
-                run.state, key_data, progress=bar if verbose else None
-            )
-            pending = (epoch, new_state, sums, bad, started, compile_s)
-            record, bad = _finish_epoch(pending, plan, metrics, evaluator)
-            pending = None
-            run.state = new_state
+            current = ahead if ahead is not None else dispatch(epoch, run.state)
+            ahead = None
+            if run_ahead and epoch < epochs and last_time < RUN_AHEAD_MAX_EPOCH_S:
+                ahead = dispatch(epoch + 1, current.state)
+            record, bad = _finish_epoch(current, plan, metrics, evaluator, last_done)
+            last_done, last_time = time.perf_counter(), record["epoch_time"]
             if bad >= 0:
+                ahead = None
                 step_in_epoch = bad - step_at_start
-                run.state = start_state
+                run.state = current.start_state
                 if step_in_epoch > 0:  # replay the good steps of this epoch
-                    run.state = runner(start_state, key_data, limit=step_in_epoch)[0][0]
+                    run.state = runner(
+                        current.start_state, root, np.int32(epoch), limit=step_in_epoch
+                    )[0][0]
                 message = (
                     f"non-finite loss at epoch {epoch}/{epochs}, step {step_in_epoch} of "
                     f"{plan.steps} in that epoch (optimizer step {bad}); training stopped and "
@@ -712,6 +752,7 @@ def fit(
                     state=run.state,
                     history=history,
                 )
+            run.state, current = current.state, None
             history.append(record)
             run.epoch = epoch
             step_at_start = int(run.state.step)
@@ -725,12 +766,12 @@ def fit(
                 history.stop_reason = run.stop_reason
                 break
     except KeyboardInterrupt:
-        if pending is not None:  # the epoch runs to completion on the device anyway: keep it
-            record, bad = _finish_epoch(pending, plan, metrics, evaluator)
+        if current is not None:  # the epoch runs to completion on the device anyway: keep it
+            record, bad = _finish_epoch(current, plan, metrics, evaluator, last_done)
             if bad < 0:
-                run.state = pending[1]
+                run.state = current.state
                 history.append(record)
-                run.epoch = pending[0]
+                run.epoch = current.epoch
         history.stop_reason = f"interrupted after epoch {run.epoch}"
         for cb in callbacks:
             cb.on_interrupt(run)
@@ -742,23 +783,41 @@ def fit(
     return run.state, history
 
 
-def _finish_epoch(pending, plan: Plan, metrics, evaluator):
-    """Blocks on a dispatched epoch and builds its history record; returns (record, bad)."""
-    epoch, state, sums, bad, started, compile_s = pending
-    sums, bad = jax.device_get((sums, bad))
-    elapsed = time.perf_counter() - started - compile_s
-    record: dict[str, Any] = {"epoch": epoch, **summarize(sums, metrics)}
+@dataclass(frozen=True)
+class _Epoch:
+    """An epoch dispatched to the device: its states, its (future) sums, and when it could
+    start running (``ready``: after dispatch and compilation, in ``time.perf_counter`` s)."""
+
+    epoch: int
+    start_state: TrainState  # not donated: kept for a replay after a non-finite loss
+    state: TrainState
+    sums: Any
+    bad: jax.Array
+    ready: float
+    compile_s: float
+
+
+def _finish_epoch(current: _Epoch, plan: Plan, metrics, evaluator, previous_done):
+    """Blocks on a dispatched epoch and builds its history record; returns (record, bad).
+
+    The epoch's time runs from when it could start (its dispatch, or the end of the previous
+    epoch when it was dispatched ahead of it) to when its results reached the host.
+    """
+    sums, bad = jax.device_get((current.sums, current.bad))
+    began = current.ready if previous_done is None else max(current.ready, previous_done)
+    elapsed = time.perf_counter() - began
+    record: dict[str, Any] = {"epoch": current.epoch, **summarize(sums, metrics)}
     record = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in record.items()}
     seen = float(sums["loss"]["count"])
     record.update(
         steps=plan.steps,
         epoch_time=elapsed,
-        compile_time=compile_s,
+        compile_time=current.compile_s,
         samples_per_s=seen / elapsed if elapsed > 0 else float("nan"),
     )
     if evaluator is not None and int(bad) < 0:
         started = time.perf_counter()
-        val_sums, val_compile = evaluator(state)
+        val_sums, val_compile = evaluator(current.state)
         val = summarize(val_sums, metrics)
         record.update(
             {f"val_{k}": (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in val.items()}
@@ -768,4 +827,4 @@ def _finish_epoch(pending, plan: Plan, metrics, evaluator):
     return record, int(bad)
 
 
-__all__ = ["NonFiniteLossError", "Plan", "epoch_indices", "evaluate", "fit", "predict"]
+__all__ = ["NonFiniteLossError", "Plan", "epoch_indices", "epoch_key", "evaluate", "fit", "predict"]
