@@ -9,8 +9,9 @@ share a workload and batch size:
    repeat is then ``k`` epochs with ``k = ceil(min_repeat_s / warm_epoch_s)``, so very short
    epochs are timed in groups long enough for the clock and for per-call overheads to be
    amortised the way a user's multi-epoch ``fit`` amortises them.
-3. **interleaved repeats**: A B C A B C ... (:func:`interleaved_order`), so that slow drift of
-   the machine (other processes, clock boosts, thermal state) hits every implementation alike.
+3. **interleaved repeats**: A B C, B C A, C A B, ... (:func:`interleaved_order`), so that slow
+   drift of the machine (other processes, clock boosts, thermal state) hits every
+   implementation alike, and each follows each of the others equally often.
    Each repeat gives one samples/s value; the record keeps the median and the spread.
 """
 
@@ -45,13 +46,21 @@ def _noop(_: str) -> None:
 
 
 def interleaved_order(names: Sequence[str], repeats: int) -> list[str]:
-    """The measurement order ``A B C A B C ...``: every name once per round, ``repeats`` rounds.
+    """The measurement order: every name once per round, ``repeats`` rounds, each round
+    rotated by one (``A B C``, ``B C A``, ``C A B``, ...).
+
+    Interleaving makes slow drift of the machine hit every implementation alike; the rotation
+    makes each one follow each of the others equally often. What runs just before a repeat
+    matters on a small machine: PyTorch's OpenMP threads keep spinning for a while after its
+    last operation, and on 2 cores the implementation measured right after it ran 146k instead
+    of 186-199k samples/s (MLP, full batch) in a plain round robin.
 
     Example:
-      >>> interleaved_order(["a", "b"], 3)
-      ['a', 'b', 'a', 'b', 'a', 'b']
+      >>> interleaved_order(["a", "b", "c"], 4)
+      ['a', 'b', 'c', 'b', 'c', 'a', 'c', 'a', 'b', 'a', 'b', 'c']
     """
-    return [name for _ in range(repeats) for name in names]
+    k = len(names)
+    return [names[(r + i) % k] for r in range(repeats) for i in range(k)]
 
 
 def spread(values: Sequence[float]) -> dict[str, float] | None:

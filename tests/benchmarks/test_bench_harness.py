@@ -6,8 +6,13 @@ import pytest
 from benchmarks.harness import interleaved_order, measure_throughput, spread, time_to_target
 
 
-def test_interleaved_order_is_round_robin():
-    assert interleaved_order(["A", "B", "C"], 3) == list("ABCABCABC")
+def test_interleaved_order_rotates_each_round():
+    order = interleaved_order(["A", "B", "C"], 3)
+    assert order == list("ABCBCACAB")
+    rounds = [order[i : i + 3] for i in range(0, 9, 3)]
+    assert all(sorted(r) == ["A", "B", "C"] for r in rounds)  # each name once per round
+    # A Latin square: over 3 rounds each name takes each place in the round once.
+    assert all(sorted(column) == ["A", "B", "C"] for column in zip(*rounds, strict=True))
     assert interleaved_order(["A"], 2) == ["A", "A"]
     assert interleaved_order([], 5) == []
 
@@ -31,7 +36,7 @@ def test_measure_throughput_interleaves_and_takes_medians(make_fake, fake_clock)
     setup = [("A", "setup"), ("A", "run"), ("B", "setup"), ("B", "run"), ("C", "setup"),
              ("C", "run")]  # fmt: skip
     assert runs[:6] == setup
-    assert [name for name, _ in runs[6:]] == ["A", "B", "C"] + list("ABCABCABC")
+    assert [name for name, _ in runs[6:]] == ["A", "B", "C"] + list("ABCBCACAB")
     n = a.samples_per_epoch
     assert res["A"].first_epoch_s == 3.0 and res["A"].warm_epoch_s == 0.5
     assert res["A"].compile_s == pytest.approx(2.5)
