@@ -7,13 +7,22 @@ rows of every batch, so shuffling needs no communication.
 
 A batch is split only when the number of devices divides its size; otherwise (batch 1 on 8
 devices, say) the step runs replicated, with the same result.
+
+Several hosts: call ``jax.distributed.initialize()`` on every process before anything else,
+then run the same program everywhere, giving ``fit`` / ``evaluate`` / ``predict`` the same
+arrays on every process (each process places its own copy; :func:`check_same_everywhere`
+says so when they differ). The mesh then spans every device of every process, and XLA's
+collectives (Gloo on CPU, NCCL on GPU, ICI on TPU) carry the gradient all-reduce.
 """
 
 import functools
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -92,3 +101,44 @@ def _placed(current, target: NamedSharding, ndim: int) -> bool:
 def placement(devices: Sequence[jax.Device] | None = None) -> Placement:
     """The placement over ``devices`` (default: all devices)."""
     return Placement(data_mesh(devices))
+
+
+def is_main_process() -> bool:
+    """Whether this is process 0 (the one that prints progress), True on a single host."""
+    return jax.process_index() == 0
+
+
+def check_same_everywhere(**arrays: np.ndarray) -> None:
+    """Checks that every process holds the same ``arrays`` (a no-op on a single process).
+
+    Each process hashes its arrays (BLAKE2b over the bytes, shape and dtype) and the digests
+    are gathered across processes, so a mismatch is caught before any training program runs.
+
+    Raises:
+      ValueError: naming the first argument that differs between processes.
+    """
+    if jax.process_count() == 1:
+        return
+    digests = np.stack([_digest(a) for a in arrays.values()])  # [arrays, 2]
+    every = np.asarray(multihost_utils.process_allgather(digests))  # [processes, arrays, 2]
+    for i, name in enumerate(arrays):
+        if not (every[:, i] == every[0, i]).all():
+            differ = [p for p in range(every.shape[0]) if (every[p, i] != every[0, i]).any()]
+            raise ValueError(
+                f"{name}: differs between processes (process 0 and process(es) {differ}); "
+                f"with several processes every process must pass the same {name}"
+            )
+
+
+def _digest(a: np.ndarray) -> np.ndarray:
+    h = hashlib.blake2b(digest_size=8)
+    h.update(repr((a.shape, str(a.dtype))).encode())
+    h.update(np.ascontiguousarray(a).data)
+    return np.frombuffer(h.digest(), np.uint32)
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+    """``x`` as a NumPy array, gathered from every process when it spans several."""
+    if x.is_fully_addressable or x.is_fully_replicated:
+        return np.asarray(x)
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))

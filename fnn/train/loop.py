@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 
 from fnn import metrics as metrics_lib
 from fnn.losses import LossFn, get_loss
-from fnn.parallel import Placement, placement
+from fnn.parallel import Placement, check_same_everywhere, is_main_process, placement, to_host
 from fnn.train import validate
 from fnn.train.callbacks import Callback, Run
 from fnn.train.checkpoint import CheckpointStore
@@ -508,6 +508,7 @@ def evaluate(
     x, y = validate.as_inputs("x", x), validate.as_inputs("y", y)
     validate.check_pair(x, y)
     validate.check_targets(loss_fn, y, validate.output_shape(state, x))
+    check_same_everywhere(x=x, y=y)
     batch = _eval_batch_size(batch_size, x.shape[0])
     sums, _ = _Evaluator(x, y, batch, loss_fn, metrics, placement(devices))(state)
     return summarize(sums, metrics)
@@ -526,12 +527,13 @@ def predict(
     """
     x = validate.as_inputs("x", x)
     validate.output_shape(state, x)
+    check_same_everywhere(x=x)
     batch = _eval_batch_size(batch_size, x.shape[0])
     (xs,), _ = _padded_batches([x], batch)
     place = placement(devices)
     args = (place.put_replicated(state), place.put_batches(xs, axis=1, batch=batch))
     out, _ = _run(_predict_batches, args, {})
-    out = np.asarray(out)
+    out = to_host(out)
     return out.reshape(-1, *out.shape[2:])[: x.shape[0]]
 
 
@@ -670,6 +672,10 @@ def fit(
         val_out = validate.output_shape(state, xv, "validation_data[0]")
         validate.check_targets(loss_fn, yv, val_out, "validation_data[1]")
         validation = (xv, yv)
+    same = {"x": x, "y": y}
+    if validation is not None:
+        same.update({"validation_data[0]": validation[0], "validation_data[1]": validation[1]})
+    check_same_everywhere(**same)
 
     plan = Plan.make(n, batch, drop_remainder=drop_remainder, shuffle=shuffle)
     if unroll is None:
@@ -707,14 +713,15 @@ def fit(
     # between epochs. Only after short epochs: a NaN or a Ctrl-C then costs at most one short
     # epoch of wasted device time.
     run_ahead = not callbacks and evaluator is None
+    show = verbose > 0 and is_main_process()  # one progress bar, on process 0
     bar = tqdm(
-        total=epochs, initial=start_epoch, unit="epoch", disable=verbose == 0, dynamic_ncols=True
+        total=epochs, initial=start_epoch, unit="epoch", disable=not show, dynamic_ncols=True
     )
 
     def dispatch(epoch: int, start_state: TrainState) -> _Epoch:
         started = time.perf_counter()
         (new_state, sums, bad), compile_s = runner(
-            start_state, root, np.int32(epoch), progress=bar if verbose else None
+            start_state, root, np.int32(epoch), progress=bar if show else None
         )
         return _Epoch(epoch, start_state, new_state, sums, bad, started + compile_s, compile_s)
 

@@ -1,0 +1,106 @@
+"""Several processes (``jax.distributed``): 2 local processes x 2 CPU devices each against one
+process with 4 devices, all in subprocesses (the device count is fixed when JAX starts)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    process, processes, port = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    if processes > 1:
+        jax.distributed.initialize(f"localhost:{port}", num_processes=processes,
+                                   process_id=process)
+    import numpy as np
+    import fnn
+
+    assert jax.device_count() == 4, jax.devices()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 6)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int32) + (x[:, 2] > 1).astype(np.int32)
+    model = fnn.models.MLP((16,), 3, dropout=0.1)
+    state = fnn.TrainState.create(model, fnn.optim.sgd(0.05, momentum=0.9), x[:1], seed=0)
+    out = {"process": process, "processes": jax.process_count()}
+    for batch_size in (32, 1, "full"):
+        trained, history = fnn.fit(state, x, y, loss="cross_entropy", batch_size=batch_size,
+                                   epochs=3, metrics=["accuracy"], verbose=1,
+                                   validation_data=(x[:40], y[:40]))
+        out[str(batch_size)] = history["loss"] + history["val_loss"]
+    out["eval"] = fnn.evaluate(trained, x, y, loss="cross_entropy", batch_size=16)["loss"]
+    out["predict"] = fnn.predict(trained, x, batch_size=16).tolist()
+    leaf = jax.tree_util.tree_leaves(trained.params)[0]
+    out["devices"] = len(leaf.sharding.device_set)
+    if processes > 1:  # the processes disagree about the data
+        try:
+            fnn.fit(state, x + process, y, loss="cross_entropy", batch_size=8, epochs=1,
+                    verbose=0)
+        except ValueError as err:
+            out["mismatch"] = str(err)
+    print("RESULT " + json.dumps(out), flush=True)
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _start(process: int, processes: int, port: int, devices: int):
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices), JAX_PLATFORMS="cpu")
+    args = [sys.executable, "-c", SCRIPT, str(process), str(processes), str(port)]
+    return subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _result(proc) -> tuple[dict, str]:
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    line = [row for row in stdout.splitlines() if row.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT ") :]), stderr
+
+
+@pytest.fixture(scope="module")
+def runs():
+    port = _free_port()
+    procs = [_start(p, 2, port, devices=2) for p in range(2)] + [_start(0, 1, 0, devices=4)]
+    try:
+        return [_result(p) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+
+
+def test_two_processes_train_like_one_process_with_as_many_devices(runs):
+    (first, _), (second, _), (single, _) = runs
+    assert first["processes"] == second["processes"] == 2 and single["processes"] == 1
+    assert first["devices"] == single["devices"] == 4  # the state spans every device
+    for key in ("32", "1", "full"):  # training and validation losses, epoch by epoch
+        assert first[key] == second[key]  # one SPMD program: the same bits on both processes
+        assert first[key] == pytest.approx(single[key], rel=1e-5)
+    assert first["eval"] == pytest.approx(single["eval"], rel=1e-5)
+    assert first["predict"] == second["predict"]
+    np.testing.assert_allclose(first["predict"], single["predict"], rtol=1e-5, atol=1e-6)
+
+
+def test_only_process_zero_shows_progress(runs):
+    (_, first_err), (_, second_err), _ = runs
+    assert "epoch" in first_err
+    assert "epoch" not in second_err
+
+
+def test_processes_with_different_data_get_a_clear_error(runs):
+    (first, _), (second, _), _ = runs
+    for out in (first, second):
+        assert out["mismatch"].startswith("x: differs between processes (process 0 and ")
+        assert "every process must pass the same x" in out["mismatch"]
