@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness import spread
+
 __all__ = [
     "RECORD_FIELDS",
     "console_report",
@@ -102,6 +104,7 @@ def _throughput_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         fused = by_impl.get("fnn_fused")
         loop = by_impl.get("flax_loop")
         fused_s = fused["samples_per_s"] if fused else None
+        paired = _paired_ratios(fused, best) if fused and best else []
         rows.append(
             {
                 "workload": workload,
@@ -111,11 +114,22 @@ def _throughput_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "best_peer": best["implementation"] if best else None,
                 "best_peer_samples_per_s": best["samples_per_s"] if best else None,
                 "fnn_vs_best_peer": fused_s / best["samples_per_s"] if fused and best else None,
+                "fnn_vs_best_peer_per_round": spread(paired),
                 "fnn_vs_flax_loop": fused_s / loop["samples_per_s"] if fused and loop else None,
                 "fnn_fraction_of_peak": fused.get("fraction_of_peak") if fused else None,
             }
         )
     return rows
+
+
+def _paired_ratios(a: dict[str, Any], b: dict[str, Any]) -> list[float]:
+    """Per-round ratios ``a / b`` of two implementations' repeats.
+
+    Repeat ``i`` of every implementation is timed in the same round of the interleaved order,
+    so the ratio of the two is paired: the machine's slow drift, which moves both, cancels.
+    """
+    ra, rb = a.get("samples_per_s_repeats") or [], b.get("samples_per_s_repeats") or []
+    return [x / y for x, y in zip(ra, rb, strict=False) if y]
 
 
 def _targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -153,6 +167,9 @@ def _targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "passed": check(worst_ratio, TARGET_VS_BEST_PEER),
             "worst_batch_size": worst["batch_size"] if worst else None,
             "per_batch": {str(r["batch_size"]): r["fnn_vs_best_peer"] for r in peer},
+            "per_batch_per_round": {
+                str(r["batch_size"]): r["fnn_vs_best_peer_per_round"] for r in peer
+            },
         },
         {
             "workload": workload,
@@ -275,8 +292,7 @@ def throughput_tables(results: dict[str, Any], markdown: bool) -> list[tuple[str
                 elif r["status"] != "ok":
                     row.append("error")
                 else:
-                    spread = r.get("samples_per_s_spread") or {}
-                    iqr = spread.get("rel_iqr")
+                    iqr = (r.get("samples_per_s_spread") or {}).get("rel_iqr")
                     pm = f" ±{100 * iqr / 2:.0f}%" if iqr is not None and math.isfinite(iqr) else ""
                     row.append(fmt_rate(r["samples_per_s"]) + pm)
             s = summary.get((workload, b), {})
@@ -552,12 +568,22 @@ def _shortfall_lines(results: dict[str, Any]) -> list[str]:
                         f" A step takes {fused['step_time_us']:.1f} us against "
                         f"{peer['step_time_us']:.1f} us ({delta:+.1f} us per step)."
                     )
+                rounds = row.get("fnn_vs_best_peer_per_round")
+                paired = ""
+                if rounds:
+                    within = rounds["p25"] <= 1.0 <= rounds["p75"]
+                    paired = (
+                        f" Paired round by round, fnn / {row['best_peer']} has median "
+                        f"{rounds['median']:.2f}x and quartiles {rounds['p25']:.2f}-"
+                        f"{rounds['p75']:.2f}x: "
+                        + ("1.0x lies inside them, so this gap is within the run-to-run noise."
+                           if within else "1.0x lies outside them, so the gap is real.")
+                    )  # fmt: skip
                 out.append(
                     f"- **batch {b}**: fnn fused {fmt_rate(row['fnn_fused_samples_per_s'])}/s is "
                     f"{ratio:.2f}x {row['best_peer']} ({fmt_rate(row['best_peer_samples_per_s'])}"
-                    f"/s).{step} Gaps within the spread columns are run-to-run noise of this "
-                    f"machine; a larger gap is in the compiled program: compare the two with "
-                    f"XLA_FLAGS=--xla_dump_to=DIR (the optimized HLO of fnn's epoch against "
+                    f"/s).{step}{paired} A real gap is in the compiled program: compare the two "
+                    f"with XLA_FLAGS=--xla_dump_to=DIR (the optimized HLO of fnn's epoch against "
                     f"the peer's) or a jax.profiler trace."
                 )
         elif "peak" in t["target"]:

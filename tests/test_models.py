@@ -60,6 +60,13 @@ def test_mlp_dropout_only_in_training(getkey):
     assert not jnp.allclose(a, b)
 
 
+@pytest.mark.parametrize("model", [models.MLP((4,), 2, dropout=1.0), models.CNN(2, dropout=-0.1)])
+def test_dropout_outside_the_unit_interval_is_refused(model, getkey):
+    x = jnp.ones((1, 8, 8, 1)) if isinstance(model, models.CNN) else jnp.ones((1, 3))
+    with pytest.raises(ValueError, match=r"dropout: expected a value in \[0, 1\), got"):
+        model.init(getkey(), x)
+
+
 def test_activation_lookup():
     x = jnp.linspace(-2, 2, 5)
     np.testing.assert_allclose(models.get_activation("relu")(x), np.maximum(x, 0))

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
+from fnn._checks import check_unit_interval
 from fnn.models.activations import Activation, get_activation
 from fnn.models.linear import flatten
 
@@ -39,6 +40,7 @@ class CNN(nn.Module):
             raise ValueError(
                 f"x: CNN expects <float>[batch, height, width, channels], got shape {x.shape}"
             )
+        check_unit_interval("dropout", self.dropout)
         act = get_activation(self.activation)
         for c in self.channels:
             x = act(nn.Conv(c, (self.kernel_size, self.kernel_size), padding="SAME")(x))

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
+from fnn._checks import check_unit_interval
 from fnn.models.activations import Activation, get_activation
 from fnn.models.linear import flatten
 
@@ -29,8 +30,7 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
+        check_unit_interval("dropout", self.dropout)
         act = get_activation(self.activation)
         x = flatten(x)
         for width in self.hidden:
