@@ -135,6 +135,21 @@ def test_short_epochs_are_dispatched_one_ahead_with_the_same_result(monkeypatch)
     assert finished == [(1, 1), (2, 2), (3, 3)]
 
 
+def test_later_epochs_skip_the_program_lookup(monkeypatch):
+    from fnn.train import loop
+
+    lookups = []
+    real = loop._signature
+    monkeypatch.setattr(loop, "_signature", lambda args: lookups.append(1) or real(args))
+    x, y = small_problem()
+    state, history = run(x, y, epochs=5)
+    # Epoch 1 looks up the program for the given state, epoch 2 the one for its outputs; the
+    # outputs of that program always match it, so epochs 3-5 reuse it.
+    assert len(lookups) == 2
+    again, _ = run(x, y, epochs=5)
+    assert_trees_equal(state.params, again.params)
+
+
 def test_a_second_fit_on_device_data_copies_nothing(monkeypatch):
     import fnn.parallel
 

@@ -33,7 +33,6 @@ attached. Checkpoints are never written for such an epoch.
 """
 
 import collections
-import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -252,10 +251,8 @@ _CACHE_SIZE = 64
 _JITTED: dict[tuple, Callable] = {}
 
 
-@functools.lru_cache(maxsize=256)
 def _canonical_sharding(sharding) -> tuple:
-    """A canonical form of a sharding: equivalent shardings give equal keys (memoised per
-    sharding object, so an epoch's lookup costs a dictionary hit per leaf)."""
+    """A canonical form of a sharding: equivalent shardings give equal keys."""
     devices = tuple(sorted(d.id for d in sharding.device_set))
     if sharding.is_fully_replicated:
         return ("replicated", devices)
@@ -265,9 +262,27 @@ def _canonical_sharding(sharding) -> tuple:
     return (type(sharding).__name__, devices, spec)
 
 
+# Canonical keys memoised by the identity of the sharding object (held, so its id stays its
+# own): a compiled program hands back the same sharding objects with every output, so an
+# epoch's lookup costs a dictionary hit per leaf, where hashing and comparing shardings cost
+# about 40 us per leaf.
+_SHARDING_KEYS: dict[int, tuple[Any, tuple]] = {}
+
+
+def _sharding_key(sharding) -> tuple:
+    hit = _SHARDING_KEYS.get(id(sharding))
+    if hit is not None and hit[0] is sharding:
+        return hit[1]
+    if len(_SHARDING_KEYS) > 4096:
+        _SHARDING_KEYS.clear()
+    key = _canonical_sharding(sharding)
+    _SHARDING_KEYS[id(sharding)] = (sharding, key)
+    return key
+
+
 def _leaf_key(leaf) -> tuple:
     if isinstance(leaf, jax.Array):
-        return leaf.shape, leaf.dtype, _canonical_sharding(leaf.sharding)
+        return leaf.shape, leaf.dtype, _sharding_key(leaf.sharding)
     return np.shape(leaf), str(getattr(leaf, "dtype", type(leaf))), ("host",)
 
 
@@ -329,12 +344,27 @@ class _Fused:
         split = place.batch_axis(0, plan.batch) if place.splits(plan.batch) else None
         self.static = dict(plan=plan, loss_fn=loss_fn, metrics=metrics, unroll=unroll, split=split)
 
+        # Outputs of one program always have the same shapes, dtypes and shardings, so the
+        # program to run on them is looked up once (``_next``): from the second epoch on, the
+        # signature over every leaf of the state is skipped.
+        self._last = None  # (the state the last call returned, the program that made it)
+        self._next: dict[Any, Any] = {}  # program -> the program to run on its outputs
+
     def __call__(self, state, root, epoch, progress=None, limit=None):
+        args = (state, self.x, self.y, root, epoch)
+        chained = limit is None and self._last is not None and state is self._last[0]
+        producer = self._last[1] if chained else None
+        executable, seconds = self._next.get(producer), 0.0
+        if executable is None:
+            executable, seconds = compiled(_fused_epoch, args, {**self.static, "limit": limit})
+            if producer is not None:
+                self._next[producer] = executable
         # Not donated: the loop copies the state into its carry once per epoch anyway, and the
         # epoch's starting state is kept for a replay after a non-finite loss.
-        return _run(
-            _fused_epoch, (state, self.x, self.y, root, epoch), {**self.static, "limit": limit}
-        )
+        out = executable(*args)
+        if limit is None:
+            self._last = (out[0], executable)
+        return out, seconds
 
 
 class _Unfused:
@@ -728,7 +758,6 @@ def fit(
     current = ahead = None  # epochs dispatched to the device and not yet recorded
     last_done, last_time = None, math.inf
     try:
-        step_at_start = int(run.state.step)
         for epoch in range(start_epoch + 1, epochs + 1):
             current = ahead if ahead is not None else dispatch(epoch, run.state)
             ahead = None
@@ -738,7 +767,7 @@ def fit(
             last_done, last_time = time.perf_counter(), record["epoch_time"]
             if bad >= 0:
                 ahead = None
-                step_in_epoch = bad - step_at_start
+                step_in_epoch = bad - int(current.start_state.step)
                 run.state = current.start_state
                 if step_in_epoch > 0:  # replay the good steps of this epoch
                     run.state = runner(
@@ -762,13 +791,12 @@ def fit(
             run.state, current = current.state, None
             history.append(record)
             run.epoch = epoch
-            step_at_start = int(run.state.step)
             for cb in callbacks:
                 cb.on_epoch_end(run)
-            bar.set_postfix(_format_postfix(record), refresh=False)
-            if record["compile_time"] and not bar.disable:
+            if show:
+                bar.set_postfix(_format_postfix(record), refresh=False)
                 bar.start_t += record["compile_time"]  # the ETA extrapolates run time only
-            bar.update(1)
+                bar.update(1)
             if run.stop_reason:
                 history.stop_reason = run.stop_reason
                 break
