@@ -51,9 +51,9 @@ def interleaved_order(names: Sequence[str], repeats: int) -> list[str]:
 
     Interleaving makes slow drift of the machine hit every implementation alike; the rotation
     makes each one follow each of the others equally often. What runs just before a repeat
-    matters on a small machine: PyTorch's OpenMP threads keep spinning for a while after its
-    last operation, and on 2 cores the implementation measured right after it ran 146k instead
-    of 186-199k samples/s (MLP, full batch) in a plain round robin.
+    matters on a small machine: in a plain round robin on 2 cores, the implementation measured
+    right after PyTorch ran 146k instead of 186-199k samples/s (MLP, full batch), although
+    PyTorch's OpenMP threads are set to sleep when idle (the cause was not pinned down).
 
     Example:
       >>> interleaved_order(["a", "b", "c"], 4)
