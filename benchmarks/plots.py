@@ -17,6 +17,14 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: Path) -> Path:
+    """Lays out, writes (110 dpi) and closes ``fig``; returns ``path``."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
 def plot_throughput(results: dict[str, Any], out: Path) -> list[Path]:
     """``throughput_<workload>.png``: samples/s vs batch size, log-log, one line per implementation.
 
@@ -57,11 +65,7 @@ def plot_throughput(results: dict[str, Any], out: Path) -> list[Path]:
                      f"{results['meta']['device']['summary']}", fontsize=9)  # fmt: skip
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = out / f"throughput_{workload}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, out / f"throughput_{workload}.png"))
     return paths
 
 
@@ -100,11 +104,7 @@ def plot_accuracy_vs_time(results: dict[str, Any], out: Path) -> list[Path]:
         axes[0][0].set_ylabel("test accuracy")
         target = group[0]["target_accuracy"]
         axes[0][0].set_ylim(max(0.0, target - 0.4), 1.0)
-        fig.tight_layout()
-        path = out / f"accuracy_vs_time_{workload}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, out / f"accuracy_vs_time_{workload}.png"))
     return paths
 
 
@@ -127,11 +127,7 @@ def plot_noise_scale(results: dict[str, Any], out: Path) -> list[Path]:
     ax.set_title("gradient noise scale (critical batch size estimate)", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "noise_scale.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    return [_save(fig, out / "noise_scale.png")]
 
 
 def write_plots(results: dict[str, Any], out: Path) -> list[Path]:
