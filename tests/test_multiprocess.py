@@ -38,6 +38,18 @@ SCRIPT = textwrap.dedent(
     out["predict"] = fnn.predict(trained, x, batch_size=16).tolist()
     leaf = jax.tree_util.tree_leaves(trained.params)[0]
     out["devices"] = len(leaf.sharding.device_set)
+    if processes > 1:  # checkpoints written by both processes, then resumed by both
+        ckpt = sys.argv[4]
+        fnn.fit(state, x, y, loss="cross_entropy", batch_size=32, epochs=2, verbose=0,
+                callbacks=[fnn.Checkpoint(ckpt)])
+        resumed, h_resumed = fnn.fit(state, x, y, loss="cross_entropy", batch_size=32,
+                                     epochs=4, verbose=0, resume_from=ckpt)
+        straight, h_straight = fnn.fit(state, x, y, loss="cross_entropy", batch_size=32,
+                                       epochs=4, verbose=0)
+        out["resume_equal"] = h_resumed["loss"] == h_straight["loss"] and all(
+            np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(
+                jax.tree_util.tree_leaves(resumed.params),
+                jax.tree_util.tree_leaves(straight.params)))
     if processes > 1:  # the processes disagree about the data
         try:
             fnn.fit(state, x + process, y, loss="cross_entropy", batch_size=8, epochs=1,
@@ -55,9 +67,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(process: int, processes: int, port: int, devices: int):
+def _start(process: int, processes: int, port: int, devices: int, ckpt: str = ""):
     env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices), JAX_PLATFORMS="cpu")
-    args = [sys.executable, "-c", SCRIPT, str(process), str(processes), str(port)]
+    args = [sys.executable, "-c", SCRIPT, str(process), str(processes), str(port), ckpt]
     return subprocess.Popen(
         args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -71,9 +83,11 @@ def _result(proc) -> tuple[dict, str]:
 
 
 @pytest.fixture(scope="module")
-def runs():
+def runs(tmp_path_factory):
     port = _free_port()
-    procs = [_start(p, 2, port, devices=2) for p in range(2)] + [_start(0, 1, 0, devices=4)]
+    ckpt = str(tmp_path_factory.mktemp("multiprocess") / "ckpt")
+    procs = [_start(p, 2, port, devices=2, ckpt=ckpt) for p in range(2)]
+    procs.append(_start(0, 1, 0, devices=4))
     try:
         return [_result(p) for p in procs]
     finally:
@@ -97,6 +111,11 @@ def test_only_process_zero_shows_progress(runs):
     (_, first_err), (_, second_err), _ = runs
     assert "epoch" in first_err
     assert "epoch" not in second_err
+
+
+def test_checkpoints_written_by_two_processes_resume_bit_for_bit(runs):
+    (first, _), (second, _), _ = runs
+    assert first["resume_equal"] and second["resume_equal"]
 
 
 def test_processes_with_different_data_get_a_clear_error(runs):
