@@ -26,6 +26,11 @@ runs ``ceil(n / B)`` steps per epoch and the last batch is padded with masked ro
 is exactly the mean over its real examples; ``drop_remainder=True`` runs ``floor(n / B)`` steps
 and skips the last ``n mod B`` examples of each epoch's permutation.
 
+Dispatch: with no callback and no validation data, epoch ``e + 1`` is handed to the device
+before ``fit`` waits for epoch ``e`` (after epochs shorter than ``RUN_AHEAD_MAX_EPOCH_S``), so
+the device does not sit idle while the host records an epoch. The results are bit-identical
+either way.
+
 Non-finite losses: every step records whether its loss was NaN or Inf. When an epoch reports
 one, ``fit`` replays that epoch from its start up to the first bad step, so it holds the last good
 state, and raises :class:`NonFiniteLossError` naming the epoch and step, with that state
