@@ -91,6 +91,42 @@ def test_cnn_shapes_and_counts(shape, flat):
     assert y.shape == (2, 10) and count(v) == expected
 
 
+@pytest.mark.parametrize("size", [8, 7, 28, 5])
+def test_max_pool_2x2_matches_flax_values_and_gradients(size, getkey):
+    import flax.linen as nn
+
+    from fnn.models.conv import max_pool_2x2
+
+    x = jax.random.normal(getkey(), (3, size, size + 1, 4))  # odd and even sides, no ties
+
+    def flax_pool(v):
+        return nn.max_pool(v, (2, 2), strides=(2, 2), padding="SAME")
+
+    np.testing.assert_array_equal(max_pool_2x2(x), flax_pool(x))
+    cotangent = jax.random.normal(getkey(), flax_pool(x).shape)
+    grads = [
+        jax.grad(lambda v, f=f: jnp.sum(f(v) * cotangent))(x) for f in (max_pool_2x2, flax_pool)
+    ]
+    np.testing.assert_array_equal(grads[0], grads[1])
+
+
+def test_max_pool_2x2_of_relu_features_trains_like_flax(getkey):
+    # ReLU features tie at 0; the tied units get no gradient through the ReLU either way.
+    import flax.linen as nn
+
+    from fnn.models.conv import max_pool_2x2
+
+    x, w = jax.random.normal(getkey(), (2, 6, 6, 3)), jax.random.normal(getkey(), (3, 3))
+
+    def loss(w, pool):
+        return jnp.sum(pool(jax.nn.relu(x @ w)) ** 2)
+
+    flax_pool = lambda v: nn.max_pool(v, (2, 2), strides=(2, 2), padding="SAME")  # noqa: E731
+    np.testing.assert_allclose(
+        jax.grad(loss)(w, max_pool_2x2), jax.grad(loss)(w, flax_pool), rtol=1e-6
+    )
+
+
 def test_cnn_rejects_flat_input():
     with pytest.raises(ValueError, match=r"x: CNN expects .*got shape \(2, 64\)"):
         init_apply(models.CNN(10), jnp.ones((2, 64)))

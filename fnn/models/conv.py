@@ -4,10 +4,34 @@ from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from fnn._checks import check_unit_interval
 from fnn.models.activations import Activation, get_activation
 from fnn.models.linear import flatten
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+    """2x2 max-pooling with stride 2 and ``SAME`` padding, as a reshape and a ``max``.
+
+    The same values as ``nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")``, and the
+    same gradient wherever a window has a single maximum. Where a window's maximum is tied,
+    the gradient is shared among the tied entries instead of going to the first one; after a
+    ReLU the usual tie is at 0, where the ReLU passes no gradient either way. Measured on a
+    2-core CPU, the CNN's training step at batch 128 on 28x28 images ran 2.3x faster than with
+    ``nn.max_pool``, whose gradient is a select-and-scatter that XLA:CPU runs slowly.
+
+    Args:
+      x: ``<float>[batch, height, width, channels]``.
+
+    Returns:
+      ``[batch, ceil(height / 2), ceil(width / 2), channels]``.
+    """
+    b, h, w, c = x.shape
+    if h % 2 or w % 2:  # SAME: one row / column of -inf at the end, never the maximum
+        x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=-jnp.inf)
+    h, w = x.shape[1], x.shape[2]
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
 class CNN(nn.Module):
@@ -44,7 +68,7 @@ class CNN(nn.Module):
         act = get_activation(self.activation)
         for c in self.channels:
             x = act(nn.Conv(c, (self.kernel_size, self.kernel_size), padding="SAME")(x))
-            x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+            x = max_pool_2x2(x)
         x = flatten(x)
         for width in self.dense:
             x = act(nn.Dense(width)(x))
