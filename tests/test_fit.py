@@ -135,6 +135,14 @@ def test_short_epochs_are_dispatched_one_ahead_with_the_same_result(monkeypatch)
     assert finished == [(1, 1), (2, 2), (3, 3)]
 
 
+@pytest.mark.parametrize("seed", [0, 5, 2**31 - 1, -1, -(2**31), 2**31, 2**40 + 3, -(2**35)])
+def test_root_key_is_the_key_of_the_seed(seed):
+    from fnn.train.loop import _root_key
+
+    expected = jax.random.key_data(jax.random.key(seed))
+    np.testing.assert_array_equal(_root_key(seed), expected)
+
+
 def test_later_epochs_skip_the_program_lookup(monkeypatch):
     from fnn.train import loop
 

@@ -587,6 +587,18 @@ def _format_postfix(record: dict[str, Any]) -> dict[str, str]:
     return shown
 
 
+@jax.jit
+def _seed_key_data(seed: jax.Array) -> jax.Array:
+    return jax.random.key_data(jax.random.key(seed))
+
+
+def _root_key(seed: int) -> jax.Array:
+    """``key_data(key(seed))``: one compiled call instead of two eager ones (~0.5 ms)."""
+    if -(2**31) <= seed < 2**31:  # the same key as from the Python int (tested)
+        return _seed_key_data(np.int32(seed))
+    return jax.random.key_data(jax.random.key(seed))
+
+
 def _resident(given, checked):
     """The arrays to keep on the device: the caller's own ``jax.Array`` where checking it
     changed nothing (so data already on the device is not copied back and forth), else the
@@ -739,7 +751,7 @@ def fit(
             state, start_epoch, seed, history = store.restore(state)
         store.close()
     state = place.put_replicated(state)
-    root = place.put_replicated(jax.random.key_data(jax.random.key(int(seed))))
+    root = place.put_replicated(_root_key(int(seed)))
     run = Run(state=state, history=history, epoch=start_epoch, epochs=epochs, seed=int(seed))
     for cb in callbacks:
         cb.on_train_begin(run)
@@ -749,15 +761,13 @@ def fit(
     # epoch of wasted device time.
     run_ahead = not callbacks and evaluator is None
     show = verbose > 0 and is_main_process()  # one progress bar, on process 0
-    bar = tqdm(
-        total=epochs, initial=start_epoch, unit="epoch", disable=not show, dynamic_ncols=True
+    bar = (  # not built at all when hidden: even a disabled tqdm costs ~0.1 ms per fit
+        tqdm(total=epochs, initial=start_epoch, unit="epoch", dynamic_ncols=True) if show else None
     )
 
     def dispatch(epoch: int, start_state: TrainState) -> _Epoch:
         started = time.perf_counter()
-        (new_state, sums, bad), compile_s = runner(
-            start_state, root, np.int32(epoch), progress=bar if show else None
-        )
+        (new_state, sums, bad), compile_s = runner(start_state, root, np.int32(epoch), progress=bar)
         return _Epoch(epoch, start_state, new_state, sums, bad, started + compile_s, compile_s)
 
     current = ahead = None  # epochs dispatched to the device and not yet recorded
@@ -784,7 +794,8 @@ def fit(
                     f"the state after step {bad - 1} was kept"
                 )
                 history.stop_reason = message
-                bar.close()
+                if bar is not None:
+                    bar.close()
                 raise NonFiniteLossError(
                     message,
                     epoch=epoch,
@@ -798,7 +809,7 @@ def fit(
             run.epoch = epoch
             for cb in callbacks:
                 cb.on_epoch_end(run)
-            if show:
+            if bar is not None:
                 bar.set_postfix(_format_postfix(record), refresh=False)
                 bar.start_t += record["compile_time"]  # the ETA extrapolates run time only
                 bar.update(1)
@@ -817,7 +828,8 @@ def fit(
             cb.on_interrupt(run)
         raise
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     for cb in callbacks:
         cb.on_train_end(run)
     return run.state, history
