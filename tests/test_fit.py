@@ -328,3 +328,16 @@ def test_convolutions_on_cpu_dispatch_one_step_per_batch(compiles):
     )
     assert_trees_close(fused.params, unfused.params)
     assert hf["steps"] == hu["steps"] == [5, 5]
+
+
+def test_streamed_convolutions_on_cpu_dispatch_one_step_per_batch(compiles):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(24, 8, 8, 1)).astype(np.float32)
+    y = rng.integers(0, 3, size=24).astype(np.int32)
+    model = models.CNN(3, channels=(2,), dense=(4,))
+    kwargs = dict(loss="cross_entropy", batch_size=4, epochs=2, verbose=0)
+    streamed, hs = fnn.fit(fresh(x, model), x, y, steps_per_chunk=3, **kwargs)  # 2 chunks of 3
+    assert compiles.count("_chunk_step") == 1 and compiles.count("jit(_chunk)") == 0
+    in_memory, hm = fnn.fit(fresh(x, model), x, y, **kwargs)
+    assert_trees_close(streamed.params, in_memory.params)
+    np.testing.assert_allclose(hs["loss"], hm["loss"], rtol=1e-5)

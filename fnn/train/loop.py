@@ -219,6 +219,11 @@ def _chunk(carry, xs, ys, masks, *, loss_fn, metrics, unroll):
     return carry
 
 
+def _chunk_step(carry, xs, ys, masks, j, *, loss_fn, metrics):
+    """Batch ``j`` of a streamed chunk as one step (conv models on CPU: see ``_Dispatched``)."""
+    return _tracked_step(carry, (xs[j], ys[j], masks[j]), loss_fn, metrics)
+
+
 def _single(carry, x, y, mask, *, loss_fn, metrics):
     """One guarded step (unfused path)."""
     return _tracked_step(carry, (x, y, mask), loss_fn, metrics)
@@ -443,11 +448,17 @@ def _has_convolutions(state: TrainState) -> bool:
 
 
 class _Streamed:
-    """Host-resident data, device scans over chunks of ``steps_per_chunk`` batches."""
+    """Host-resident data, device scans over chunks of ``steps_per_chunk`` batches.
 
-    def __init__(self, x, y, plan, loss_fn, metrics, unroll, steps_per_chunk, place: Placement):
+    With ``per_step`` (conv models on CPU, see :class:`_Dispatched`) each batch of a chunk is
+    dispatched as its own step instead of scanned.
+    """
+
+    def __init__(
+        self, x, y, plan, loss_fn, metrics, unroll, steps_per_chunk, place: Placement, per_step
+    ):
         self.x, self.y, self.plan, self.place = x, y, plan, place
-        self.k = steps_per_chunk
+        self.k, self.per_step = steps_per_chunk, per_step
         self.static = dict(loss_fn=loss_fn, metrics=metrics)
         self.chunk_static = dict(loss_fn=loss_fn, metrics=metrics, unroll=unroll)
 
@@ -468,9 +479,17 @@ class _Streamed:
         pending = self._gather(idx, mask, 0, min(self.k, steps))
         for start in chunks:
             current = pending
-            executable, compile_s = compiled(_chunk, (carry, *current), self.chunk_static, (0,))
-            seconds += compile_s
-            carry = executable(carry, *current)  # asynchronous: the device starts on it
+            if self.per_step:
+                for j in range(current[0].shape[0]):
+                    args = (carry, *current, np.int32(j))
+                    executable, compile_s = compiled(_chunk_step, args, self.static, (0,))
+                    seconds += compile_s
+                    carry = executable(*args)
+            else:
+                args = (carry, *current)
+                executable, compile_s = compiled(_chunk, args, self.chunk_static, (0,))
+                seconds += compile_s
+                carry = executable(*args)  # asynchronous: the device starts on it
             if start + self.k < steps:  # the next copy overlaps the scan above
                 pending = self._gather(idx, mask, start + self.k, min(start + 2 * self.k, steps))
         return carry, seconds
@@ -735,9 +754,10 @@ def fit(
         evaluator = _Evaluator(
             xv, yv, min(xv.shape[0], DEFAULT_EVAL_BATCH), loss_fn, metrics, place
         )
+    per_step = jax.default_backend() == "cpu" and _has_convolutions(state)
     if streamed:
-        runner = _Streamed(x, y, plan, loss_fn, metrics, unroll, k, place)
-    elif fused and jax.default_backend() == "cpu" and _has_convolutions(state):
+        runner = _Streamed(x, y, plan, loss_fn, metrics, unroll, k, place, per_step)
+    elif fused and per_step:
         runner = _Dispatched(*_resident(given, (x, y)), plan, loss_fn, metrics, place)
     elif fused:
         runner = _Fused(*_resident(given, (x, y)), plan, loss_fn, metrics, unroll, place)
