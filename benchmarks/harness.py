@@ -9,8 +9,8 @@ share a workload and batch size:
    repeat is then ``k`` epochs with ``k = ceil(min_repeat_s / warm_epoch_s)``, so very short
    epochs are timed in groups long enough for the clock and for per-call overheads to be
    amortised the way a user's multi-epoch ``fit`` amortises them.
-3. **interleaved repeats**: A B C, B C A, C A B, ... (:func:`interleaved_order`), so that slow
-   drift of the machine (other processes, clock boosts, thermal state) hits every
+3. **interleaved repeats**: rounds of a Williams design (:func:`interleaved_order`), so that
+   slow drift of the machine (other processes, clock boosts, thermal state) hits every
    implementation alike, and each follows each of the others equally often.
    Each repeat gives one samples/s value; the record keeps the median and the spread.
 """
@@ -45,22 +45,48 @@ def _noop(_: str) -> None:
     pass
 
 
-def interleaved_order(names: Sequence[str], repeats: int) -> list[str]:
-    """The measurement order: every name once per round, ``repeats`` rounds, each round
-    rotated by one (``A B C``, ``B C A``, ``C A B``, ...).
+def _williams_rows(k: int) -> list[list[int]]:
+    """The rounds of a Williams design for ``k`` treatments, in the order they are run.
 
-    Interleaving makes slow drift of the machine hit every implementation alike; the rotation
-    makes each one follow each of the others equally often. What runs just before a repeat
-    matters on a small machine: in a plain round robin on 2 cores, the implementation measured
-    right after PyTorch ran 146k instead of 186-199k samples/s (MLP, full batch), although
-    PyTorch's OpenMP threads are set to sleep when idle (the cause was not pinned down).
+    Row ``r`` is ``(0, 1, k-1, 2, k-2, ...) + r mod k``. For even ``k`` the ``k`` rows are
+    balanced; for odd ``k`` the rows and their mirror images are, so the cycle is ``2k`` long,
+    run as ``row 0, mirror 1, row 2, ...`` and then the complement, so that no round starts with
+    the name that ended the one before.
+    """
+    first = [0]
+    for j in range(1, k):
+        first.append((j + 1) // 2 if j % 2 else k - j // 2)
+    rows = [[(f + r) % k for f in first] for r in range(k)]
+    if k % 2 == 0:
+        return rows
+    cycle = []
+    for flip in (1, 0):  # row 0, mirror 1, row 2, ...; then mirror 0, row 1, mirror 2, ...
+        cycle += [row[::-1] if r % 2 == flip else row for r, row in enumerate(rows)]
+    return cycle
+
+
+def interleaved_order(names: Sequence[str], repeats: int) -> list[str]:
+    """The measurement order: every name once per round, ``repeats`` rounds, the rounds taken
+    from a Williams design (E. J. Williams, "Experimental designs balanced for the estimation of
+    residual effects of treatments", Australian Journal of Scientific Research, 1949).
+
+    Interleaving makes slow drift of the machine hit every implementation alike. The design
+    also balances what runs just before each repeat: over one cycle (``k`` rounds for ``k``
+    names when ``k`` is even, ``2k`` when it is odd) each name takes each place in the round
+    equally often and directly follows each other name equally often. What ran before matters
+    on a small machine: on 2 cores, the implementation measured right after PyTorch once ran
+    146k instead of 186-199k samples/s (MLP, full batch). A rotation by one (``A B C``,
+    ``B C A``, ...) would put the same name before each one in every round.
 
     Example:
       >>> interleaved_order(["a", "b", "c"], 4)
-      ['a', 'b', 'c', 'b', 'c', 'a', 'c', 'a', 'b', 'a', 'b', 'c']
+      ['a', 'b', 'c', 'a', 'c', 'b', 'c', 'a', 'b', 'c', 'b', 'a']
     """
     k = len(names)
-    return [names[(r + i) % k] for r in range(repeats) for i in range(k)]
+    if k == 0:
+        return []
+    rows = _williams_rows(k)
+    return [names[i] for r in range(repeats) for i in rows[r % len(rows)]]
 
 
 def spread(values: Sequence[float]) -> dict[str, float] | None:

@@ -47,7 +47,7 @@ RECORD_FIELDS: dict[str, str] = {
     "samples_per_s": "median training throughput over the repeats, compile excluded",
     "samples_per_s_spread": "{median, min, max, p25, p75, rel_iqr} of the repeats",
     "samples_per_s_repeats": "every repeat's samples/s, in measurement order",
-    "repeats": "timed repeats (interleaved A B C, B C A, ... with the other implementations)",
+    "repeats": "timed repeats, interleaved with the other implementations (a Williams design)",
     "epochs_per_repeat": "epochs in one timed repeat",
     "step_time_us": "median wall time of one optimizer step, microseconds",
     "first_epoch_s": "wall time of the first epoch, compilation included",
@@ -642,9 +642,10 @@ METHOD = """\
 - **Throughput**: each implementation first trains one epoch (compilation included:
   `first_epoch_s`), then one calibration epoch (`compile_s` = first - calibration). A timed
   repeat is whole epochs lasting at least `min_repeat_s`; repeats are interleaved across
-  implementations, each round rotated by one (A B C, B C A, C A B, ...), so drift of the
-  machine hits all alike and each implementation follows each other one equally often; the
-  median and the spread are reported.
+  implementations in the rounds of a Williams design (E. J. Williams, 1949), so drift of the
+  machine hits all alike and, over a whole cycle of rounds, each implementation takes each
+  place in a round and follows each other one equally often; the median and the spread are
+  reported.
 - **FLOPs** are model FLOPs: 2 x the multiply-adds of the matmuls and convolutions of one
   training step of the reference Flax model, read from its jaxpr (scans times their length).
   `fraction_of_peak` divides by the f32 matmul peak (a jitted `jnp.dot` of two square

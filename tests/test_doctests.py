@@ -7,7 +7,16 @@ import pytest
 
 
 @pytest.mark.parametrize(
-    "module", ["fnn.losses", "fnn.optim", "fnn.metrics", "fnn.data", "fnn.data.catalog"]
+    "module",
+    [
+        "fnn.losses",
+        "fnn.optim",
+        "fnn.metrics",
+        "fnn.data",
+        "fnn.data.catalog",
+        "benchmarks.harness",
+        "benchmarks.hardware",
+    ],
 )
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)

@@ -6,13 +6,50 @@ import pytest
 from benchmarks.harness import interleaved_order, measure_throughput, spread, time_to_target
 
 
-def test_interleaved_order_rotates_each_round():
-    order = interleaved_order(["A", "B", "C"], 3)
-    assert order == list("ABCBCACAB")
-    rounds = [order[i : i + 3] for i in range(0, 9, 3)]
-    assert all(sorted(r) == ["A", "B", "C"] for r in rounds)  # each name once per round
-    # A Latin square: over 3 rounds each name takes each place in the round once.
-    assert all(sorted(column) == ["A", "B", "C"] for column in zip(*rounds, strict=True))
+def _rounds(order, k):
+    return [order[i : i + k] for i in range(0, len(order), k)]
+
+
+def _within_round_followers(order, k):
+    """Counts of (previous, next) pairs inside the rounds of ``order``."""
+    counts = {}
+    for r in _rounds(order, k):
+        for a, b in zip(r, r[1:], strict=False):
+            counts[a, b] = counts.get((a, b), 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 5, 6, 7, 8])
+def test_interleaved_order_is_balanced_for_carryover(k):
+    names = [f"n{i}" for i in range(k)]
+    cycle = k if k % 2 == 0 else 2 * k  # a Williams design's length
+    order = interleaved_order(names, cycle)
+    rounds = _rounds(order, k)
+    assert len(rounds) == cycle
+    assert all(sorted(r) == sorted(names) for r in rounds)  # each name once per round
+    # Each name takes each place in the round equally often.
+    for column in zip(*rounds, strict=True):
+        assert all(column.count(n) == cycle // k for n in names)
+    # Each name directly follows each other name equally often: the one measured just before
+    # (whose threads, caches or clock state may linger) is not always the same one.
+    counts = _within_round_followers(order, k)
+    pairs = [(a, b) for a in names for b in names if a != b]
+    assert {counts.get(p, 0) for p in pairs} == {cycle // k}
+    assert interleaved_order(names, 2 * cycle) == order + order  # the design repeats
+
+
+def test_interleaved_order_first_rounds_vary_the_predecessor():
+    # The quick preset: 7 implementations, 5 rounds. A rotation by one (A B C, B C A, ...) put
+    # the same implementation right before fnn in every round; a balanced design does not.
+    names = [f"n{i}" for i in range(7)]
+    order = interleaved_order(names, 5)
+    before = [r[r.index("n0") - 1] for r in _rounds(order, 7) if r.index("n0") > 0]
+    assert len(set(before)) >= 3
+    assert [n for n in order[:7]] == ["n0", "n1", "n6", "n2", "n5", "n3", "n4"]
+
+
+def test_interleaved_order_small_cases():
+    assert interleaved_order(["A", "B", "C"], 3) == list("ABCACBCAB")
     assert interleaved_order(["A"], 2) == ["A", "A"]
     assert interleaved_order([], 5) == []
 
@@ -36,7 +73,7 @@ def test_measure_throughput_interleaves_and_takes_medians(make_fake, fake_clock)
     setup = [("A", "setup"), ("A", "run"), ("B", "setup"), ("B", "run"), ("C", "setup"),
              ("C", "run")]  # fmt: skip
     assert runs[:6] == setup
-    assert [name for name, _ in runs[6:]] == ["A", "B", "C"] + list("ABCBCACAB")
+    assert [name for name, _ in runs[6:]] == ["A", "B", "C"] + list("ABCACBCAB")
     n = a.samples_per_epoch
     assert res["A"].first_epoch_s == 3.0 and res["A"].warm_epoch_s == 0.5
     assert res["A"].compile_s == pytest.approx(2.5)
