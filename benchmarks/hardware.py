@@ -9,10 +9,18 @@ in the jaxpr of one training step (forward, backward and update) of the referenc
 times two. Scans are multiplied by their length (XLA's ``cost_analysis`` counts a loop body
 once, which undercounts an LSTM by its sequence length). The same count is used for every
 implementation of a workload, so FLOP/s compares useful work, not work done.
+
+The step's own matmul bound (:func:`matmul_program`) is the other yardstick: the matmuls and
+convolutions of one training step, with the same shapes, run alone in one program on random
+operands. A step cannot run faster than its matmuls do, so the step's speed against that
+program says how much of the gap to the square-matmul peak is in the rest of the step (the
+elementwise work, the update, the loop) and how much is in the matmul kernels themselves at
+the step's shapes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import os
 import platform
@@ -30,8 +38,10 @@ from jax.extend import core as jex_core
 __all__ = [
     "count_flops",
     "current_rss_bytes",
+    "MatmulProgram",
     "detect_device",
     "matmul_peak",
+    "matmul_program",
     "peak_memory",
     "versions",
 ]
@@ -129,6 +139,10 @@ def _size(shape: tuple[int, ...]) -> int:
     return int(np.prod(shape, dtype=np.int64)) if shape else 1
 
 
+_MATMULS = ("dot_general", "conv_general_dilated")
+_CONTROL_FLOW = ("scan", "while", "cond")
+
+
 def _dot_flops(eqn) -> int:
     lhs, rhs = (v.aval for v in eqn.invars[:2])
     (_, rhs_contract), (_, rhs_batch) = eqn.params["dimension_numbers"]
@@ -148,14 +162,16 @@ def _conv_flops(eqn) -> int:
     return 2 * _size(out.shape) * per_output
 
 
+def _eqn_flops(eqn) -> int:
+    return _dot_flops(eqn) if eqn.primitive.name == "dot_general" else _conv_flops(eqn)
+
+
 def _jaxpr_flops(jaxpr) -> int:
     total = 0
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
-        if name == "dot_general":
-            total += _dot_flops(eqn)
-        elif name == "conv_general_dilated":
-            total += _conv_flops(eqn)
+        if name in _MATMULS:
+            total += _eqn_flops(eqn)
         elif name == "scan":
             total += eqn.params["length"] * _jaxpr_flops(eqn.params["jaxpr"].jaxpr)
         elif name == "cond":
@@ -185,6 +201,85 @@ def count_flops(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
     """
     closed = jax.make_jaxpr(lambda *a: fn(*a, **kwargs))(*args)
     return int(_jaxpr_flops(closed.jaxpr))
+
+
+def _matmul_eqns(jaxpr, out: list) -> bool:
+    """Appends the matmul / convolution equations of ``jaxpr`` (nested calls included) to
+    ``out``; False when a loop or branch holds some (they do not run once per call)."""
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        if name in _MATMULS:
+            out.append(eqn)
+            continue
+        subs = list(jex_core.jaxprs_in_params(eqn.params))
+        if name in _CONTROL_FLOW:
+            if any(_jaxpr_flops(sub) for sub in subs):
+                return False
+        elif not all(_matmul_eqns(sub, out) for sub in subs):
+            return False
+    return True
+
+
+@dataclasses.dataclass
+class MatmulProgram:
+    """The matmuls and convolutions of one call of a function, alone, compiled as one program.
+
+    Calling it runs every one of them once on its own random operands (the same shapes and
+    dtypes as in the function) and returns their results; nothing else is computed.
+
+    Attributes:
+      shapes: ``(lhs shape, rhs shape)`` of each matmul / convolution, in jaxpr order.
+      operands: the ``(lhs, rhs)`` device arrays the program runs on.
+      flops: ``2 x`` their multiply-adds (the same count as :func:`count_flops`).
+    """
+
+    shapes: list[tuple[tuple[int, ...], tuple[int, ...]]]
+    operands: list[tuple[jax.Array, jax.Array]]
+    flops: int
+    executable: Any
+
+    def __call__(self) -> list[jax.Array]:
+        return self.executable(self.operands)
+
+    def compiled_text(self) -> str:
+        """The optimized HLO of the program."""
+        return self.executable.as_text()
+
+
+def matmul_program(fn: Callable[..., Any], *args: Any, seed: int = 0) -> MatmulProgram | None:
+    """The matmuls and convolutions of one call ``fn(*args)``, as a program of their own.
+
+    Args:
+      fn: a JAX-traceable function (it is traced, not run).
+      *args: example arguments (arrays or ``jax.ShapeDtypeStruct``).
+      seed: seed of the random operands.
+
+    Returns:
+      A compiled :class:`MatmulProgram`, or None when ``fn`` has no matmul or has some inside
+      a loop or a branch (a recurrent step over time), where one call does not run each once.
+    """
+    eqns: list = []
+    closed = jax.make_jaxpr(fn)(*args)
+    if not _matmul_eqns(closed.jaxpr, eqns) or not eqns:
+        return None
+    avals = [tuple(v.aval for v in eqn.invars[:2]) for eqn in eqns]
+    keys = jax.random.split(jax.random.key(seed), 2 * len(eqns))
+    operands = [
+        tuple(jax.random.normal(keys[2 * i + j], a.shape, a.dtype) for j, a in enumerate(pair))
+        for i, pair in enumerate(avals)
+    ]
+
+    def run(ops):
+        return [
+            eqn.primitive.bind(a, b, **eqn.params) for eqn, (a, b) in zip(eqns, ops, strict=True)
+        ]
+
+    return MatmulProgram(
+        shapes=[tuple(tuple(a.shape) for a in pair) for pair in avals],
+        operands=operands,
+        flops=int(sum(_eqn_flops(eqn) for eqn in eqns)),
+        executable=jax.jit(run).lower(operands).compile(),
+    )
 
 
 # ----------------------------------------------------------------------------------------------

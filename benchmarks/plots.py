@@ -28,7 +28,8 @@ def _save(fig, path: Path) -> Path:
 def plot_throughput(results: dict[str, Any], out: Path) -> list[Path]:
     """``throughput_<workload>.png``: samples/s vs batch size, log-log, one line per implementation.
 
-    Error bars span the 25th to 75th percentile of the repeats.
+    Error bars span the 25th to 75th percentile of the repeats; a star marks the speed of the
+    step's matmuls alone where it was measured (full batch).
     """
     plt = _pyplot()
     recs = [
@@ -53,6 +54,11 @@ def plot_throughput(results: dict[str, Any], out: Path) -> list[Path]:
             style = "-" if rows[0]["family"] == "fnn" else "--"
             ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o" + style, capsize=3, label=rows[0]["label"],
                         linewidth=2 if impl == "fnn_fused" else 1)  # fmt: skip
+        bound = next((r for r in group if r.get("matmul_bound")), None)
+        if bound is not None:
+            ax.plot([bound["batch_size"]], [bound["matmul_bound"]["samples_per_s"]], "*",
+                    markersize=16, markerfacecolor="none", markeredgecolor="black", zorder=5,
+                    label="the step's matmuls alone")  # fmt: skip
         fpe = next((r["flops_per_example"] for r in group if r.get("flops_per_example")), None)
         if fpe:
             ax.axhline(peak / fpe, color="gray", linestyle=":", label="matmul peak / FLOPs per ex.")

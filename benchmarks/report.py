@@ -56,6 +56,12 @@ RECORD_FIELDS: dict[str, str] = {
     "flops_per_s": "flops_per_example x samples_per_s",
     "fraction_of_peak": "flops_per_s / measured f32 matmul peak (meta.matmul_peak: the best of "
     "measurements taken before, between and after the groups)",
+    "matmul_bound": "full batch only: the step's matmuls and convolutions alone (same shapes, "
+    "random operands, one program), timed in the same rounds: {samples_per_s, "
+    "samples_per_s_spread, samples_per_s_repeats, flops_per_s, fraction_of_peak, shapes}; null "
+    "at other batch sizes and for steps that loop over their matmuls (the LSTM)",
+    "fraction_of_matmul_bound": "samples_per_s / matmul_bound.samples_per_s: how close the "
+    "whole step runs to the speed of its own matmuls",
     "target_accuracy": "time_to_accuracy: test accuracy to reach",
     "time_to_target_s": "training seconds (compile and evaluation excluded) until the test "
     "accuracy first reached target_accuracy; null if not within the limits",
@@ -105,6 +111,8 @@ def _throughput_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         loop = by_impl.get("flax_loop")
         fused_s = fused["samples_per_s"] if fused else None
         paired = _paired_ratios(fused, best) if fused and best else []
+        bound = fused.get("matmul_bound") if fused else None
+        bound_paired = _paired_ratios(fused, bound) if bound else []
         rows.append(
             {
                 "workload": workload,
@@ -117,6 +125,11 @@ def _throughput_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "fnn_vs_best_peer_per_round": spread(paired),
                 "fnn_vs_flax_loop": fused_s / loop["samples_per_s"] if fused and loop else None,
                 "fnn_fraction_of_peak": fused.get("fraction_of_peak") if fused else None,
+                "fnn_fraction_of_matmul_bound": (
+                    fused.get("fraction_of_matmul_bound") if fused else None
+                ),
+                "fnn_vs_matmul_bound_per_round": spread(bound_paired),
+                "matmul_bound_fraction_of_peak": bound.get("fraction_of_peak") if bound else None,
             }
         )
     return rows
@@ -248,6 +261,11 @@ def _fmt(x: Any, spec: str = ".2f", none: str = "-") -> str:
     return format(x, spec)
 
 
+def _percent(x: float | None) -> str:
+    """``0.634 -> "63%"``; ``None -> "-"``."""
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
 def _table(header: list[str], rows: list[list[str]], markdown: bool) -> str:
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -279,7 +297,7 @@ def throughput_tables(results: dict[str, Any], markdown: bool) -> list[tuple[str
         impls = _impl_order(group)
         labels = {r["implementation"]: r["label"] for r in group}
         header = ["batch", *(labels[i] for i in impls), "fnn/best peer", "fnn/hand loop",
-                  "fnn % peak"]  # fmt: skip
+                  "fnn % peak", "fnn % step matmuls"]  # fmt: skip
         rows = []
         for b in dict.fromkeys(r["batch_size"] for r in group):
             cells = {r["implementation"]: r for r in group if r["batch_size"] == b}
@@ -299,11 +317,9 @@ def throughput_tables(results: dict[str, Any], markdown: bool) -> list[tuple[str
             row += [
                 _fmt(s.get("fnn_vs_best_peer"), ".2f") + ("x" if s.get("fnn_vs_best_peer") else ""),
                 _fmt(s.get("fnn_vs_flax_loop"), ".2f") + ("x" if s.get("fnn_vs_flax_loop") else ""),
-                _fmt(
-                    None if s.get("fnn_fraction_of_peak") is None
-                    else 100 * s["fnn_fraction_of_peak"], ".0f"
-                ) + ("%" if s.get("fnn_fraction_of_peak") is not None else ""),
-            ]  # fmt: skip
+                _percent(s.get("fnn_fraction_of_peak")),
+                _percent(s.get("fnn_fraction_of_matmul_bound")),
+            ]
             rows.append(row)
         first = group[0]
         n_max = max(r["n_train"] for r in group)
@@ -507,6 +523,14 @@ def _answer_lines(results: dict[str, Any]) -> list[str]:
                 f"example): small batches pay a fixed cost per step, large ones approach the "
                 f"hardware's matmul rate."
             )
+        if row.get("matmul_bound_fraction_of_peak") is not None:
+            lines.append(
+                f"full batch ({row['workload']}, fnn fused): "
+                f"{_percent(row['fnn_fraction_of_peak'])} of the matmul peak; the step's "
+                f"matmuls alone run at {_percent(row['matmul_bound_fraction_of_peak'])} of it, "
+                f"and the whole step at {_percent(row['fnn_fraction_of_matmul_bound'])} of their "
+                f"speed."
+            )
     return lines
 
 
@@ -590,16 +614,64 @@ def _shortfall_lines(results: dict[str, Any]) -> list[str]:
             full = next((r for (ww, i, _), r in recs.items() if ww == w and i == "fnn_fused"
                          and r["mode"] == "full"), None)  # fmt: skip
             if full:
-                out.append(
-                    f"- **full batch**: {100 * (full['fraction_of_peak'] or 0):.0f}% of the "
-                    f"measured peak. The peak is a large square matmul; a training step is a "
-                    f"chain of skinny matmuls ({full['batch_size']} x 64 x 256 for the first "
-                    f"layer of the MLP, a 10-wide output layer) plus memory-bound elementwise "
-                    f"work (ReLU masks, softmax, the momentum update) that does no FLOPs counted "
-                    f"here, so 100% is out of reach; the gap to the target is the share of the "
-                    f"step spent outside large matmuls."
+                row = next(
+                    r
+                    for r in results["summary"]["throughput"]
+                    if r["workload"] == w and r["batch_size"] == full["batch_size"]
                 )
+                peak_n = results["meta"]["matmul_peak"].get("n")
+                out.append(_full_batch_line(full, row, t["threshold"], peak_n))
     return out
+
+
+def _shape(shape) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def _full_batch_line(
+    full: dict[str, Any], row: dict[str, Any], target: float, peak_n: int | None
+) -> str:
+    """Why the full-batch step misses the peak target, from the step's own matmul bound."""
+    head = f"- **full batch**: {_percent(full.get('fraction_of_peak'))} of the measured peak."
+    bound = full.get("matmul_bound")
+    if not bound:
+        return (
+            f"{head} The peak is one large square matmul, a training step a chain of smaller "
+            f"ones plus elementwise work; the step's matmuls alone were not timed here (only "
+            f"at full batch, and not for a step that loops over them), so the share of each "
+            f"is not known."
+        )
+    shapes = bound["shapes"]
+    narrow = min(shapes, key=lambda pair: min(min(pair[0]), min(pair[1])))
+    q = bound["fraction_of_peak"]
+    r = full.get("fraction_of_matmul_bound")
+    rounds = row.get("fnn_vs_matmul_bound_per_round")
+    paired = (
+        f" (paired round by round: median {_percent(rounds['median'])}, quartiles "
+        f"{_percent(rounds['p25'])}-{_percent(rounds['p75'])})"
+        if rounds else ""
+    )  # fmt: skip
+    verdict = (
+        f"Even a step that did nothing but its matmuls would reach only {_percent(q)}, under "
+        f"the {_percent(target)} target: most of the gap is in the matmul kernels at these "
+        f"shapes, not in fnn's loop."
+        if q is not None and q < target
+        else "The rest of the gap is in the work around the matmuls."
+    )
+    around = (
+        "so the work around them (elementwise ops, the loss, the update, the loop) costs next "
+        "to nothing"
+        if r is not None and r >= 0.98
+        else "the work around them (elementwise ops, the loss, the update, the loop) takes the rest"
+    )
+    return (
+        f"{head} The step's {len(shapes)} matmuls alone (the same shapes on random operands, "
+        f"one program, timed in the same rounds) run at {_percent(q)} of it: the peak is one "
+        f"square {peak_n}-wide matmul, while the step's are skinny, from "
+        f"{_shape(shapes[0][0])} x {_shape(shapes[0][1])} down to {_shape(narrow[0])} x "
+        f"{_shape(narrow[1])}. The whole fnn step runs at {_percent(r)} of the speed of its "
+        f"own matmuls{paired}: {around}. {verdict}"
+    )
 
 
 def markdown_report(results: dict[str, Any], plots: list[Path] | None = None) -> str:
@@ -650,6 +722,12 @@ METHOD = """\
   training step of the reference Flax model, read from its jaxpr (scans times their length).
   `fraction_of_peak` divides by the f32 matmul peak (a jitted `jnp.dot` of two square
   matrices), measured before, between and after the measurement groups; the best is used.
+- **The step's matmuls alone** (full batch): the matmuls and convolutions of one training
+  step, read from its jaxpr, run as one program on random operands of the same shapes and
+  timed in the same interleaved rounds as the implementations. `fraction_of_matmul_bound` is
+  a step's speed against it: near 100% means the rest of the step costs next to nothing, and
+  the gap to the peak lies in the matmul kernels at the step's shapes. Not measured for steps
+  that loop over their matmuls (the LSTM).
 - **Time to accuracy**: trained one epoch per call, the test set evaluated after every epoch
   (evaluation not timed); the first epoch is counted at the steady-state epoch time (its
   compile cost is reported separately). `final_loss_at_budget` is the training-set loss after

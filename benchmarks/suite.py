@@ -24,7 +24,12 @@ from benchmarks.config import Config, mode_of, resolve_batch
 from benchmarks.harness import measure_throughput, time_to_target
 from benchmarks.noise_scale import exact_noise_scale, simple_noise_scale
 from benchmarks.runners import RUNNERS, availability
-from benchmarks.runners.jax_runners import FlaxScanRunner, train_step_flops
+from benchmarks.runners.jax_runners import (
+    FlaxScanRunner,
+    MatmulBoundRunner,
+    step_matmul_program,
+    train_step_flops,
+)
 from benchmarks.workloads import (
     Dataset,
     Workload,
@@ -115,6 +120,30 @@ def _flops_per_example(workload: Workload, data: Dataset, b: int, log: Log) -> f
         return None
 
 
+def _bound_program(workload: Workload, data: Dataset, b: int, log: Log):
+    try:
+        return step_matmul_program(workload, data, b)
+    except Exception as e:  # the bound is an extra; it must never sink a run
+        log(f"step matmul program failed for {workload.name} at batch {b}: {e}")
+        return None
+
+
+def _bound_fields(res, program, b: int) -> dict[str, Any] | None:
+    """The ``matmul_bound`` field of a full-batch group (``fraction_of_peak`` filled in at the
+    end of the run, with the others)."""
+    stats = res.stats if res.status == "ok" else None
+    if not stats:
+        return None
+    return {
+        "samples_per_s": stats["median"],
+        "samples_per_s_spread": stats,
+        "samples_per_s_repeats": res.samples_per_s,
+        "flops_per_s": program.flops / b * stats["median"],
+        "fraction_of_peak": None,
+        "shapes": [list(map(list, pair)) for pair in program.shapes],
+    }
+
+
 def _memory_fields() -> dict[str, Any]:
     peak, source = hardware.peak_memory()
     return {"peak_memory_bytes": peak, "memory_source": source}
@@ -138,9 +167,20 @@ def _throughput(
     progress.describe(f"{workload.name} b={b}")
     runnable = [i for i in impls if i not in skipped]
     runners = {i: RUNNERS[i](workload, data, b, seed=config.seed) for i in runnable}
+    # At full batch an epoch is one step: its matmuls alone are timed in the same rounds.
+    bound = MatmulBoundRunner.implementation
+    program = _bound_program(workload, data, b, progress.write) if b == data.num_train else None
+    if program is not None and runners:
+        runners[bound] = MatmulBoundRunner(workload, data, b, program=program)
+
+    def tick(name: str) -> None:  # the progress total counts implementations only
+        if name != bound:
+            progress.tick(name)
+
     results = measure_throughput(
-        runners, repeats=config.repeats, min_repeat_s=config.min_repeat_s, tick=progress.tick
+        runners, repeats=config.repeats, min_repeat_s=config.min_repeat_s, tick=tick
     )
+    bound_fields = _bound_fields(results[bound], program, b) if bound in results else None
     fpe = _flops_per_example(workload, data, b, progress.write)
     records = []
     for impl in impls:
@@ -170,10 +210,16 @@ def _throughput(
             epochs_to_target=None,
             final_loss_at_budget=None,
             memory_delta_bytes=res.memory_delta_bytes,
+            matmul_bound=bound_fields,
+            fraction_of_matmul_bound=(
+                median / bound_fields["samples_per_s"] if median and bound_fields else None
+            ),
             **_memory_fields(),
         )
         records.append(rec)
         runner.close()
+    if bound in runners:
+        runners[bound].close()
     return records
 
 
@@ -397,6 +443,10 @@ def run(
     for rec in records:
         if rec.get("flops_per_s") is not None:
             rec["fraction_of_peak"] = rec["flops_per_s"] / best["flops_per_s"]
+        if rec.get("matmul_bound"):
+            rec["matmul_bound"]["fraction_of_peak"] = (
+                rec["matmul_bound"]["flops_per_s"] / best["flops_per_s"]
+            )
     device = meta["device"]
     from benchmarks.report import RECORD_FIELDS, summarize
 

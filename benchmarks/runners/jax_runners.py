@@ -14,7 +14,13 @@ from flax.training import train_state
 from benchmarks.runners.base import Runner, Unavailable, logits_metrics
 from benchmarks.workloads import MOMENTUM
 
-__all__ = ["FlaxLoopRunner", "FlaxScanRunner", "FnnFusedRunner", "FnnUnfusedRunner"]
+__all__ = [
+    "FlaxLoopRunner",
+    "FlaxScanRunner",
+    "FnnFusedRunner",
+    "FnnUnfusedRunner",
+    "MatmulBoundRunner",
+]
 
 EVAL_BATCH = 1024
 
@@ -139,13 +145,8 @@ def make_train_state(workload, num_classes: int, x_example, learning_rate: float
     return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
 
-def train_step_flops(workload, data, batch_size: int) -> int:
-    """Model FLOPs of one training step of ``workload`` at ``batch_size`` (see hardware).
-
-    Shapes only: the parameters come from ``jax.eval_shape``, nothing is compiled or run.
-    """
-    from benchmarks.hardware import count_flops
-
+def _step_specs(workload, data, batch_size: int):
+    """Shapes of the arguments of the reference training step: ``(state, x, y)``."""
     model = workload.build(data.num_classes)
     x1 = jax.ShapeDtypeStruct((1, *data.input_shape), jnp.float32)
     params = jax.eval_shape(model.init, jax.random.key(0), x1)["params"]
@@ -155,7 +156,25 @@ def train_step_flops(workload, data, batch_size: int) -> int:
     )
     x = jax.ShapeDtypeStruct((batch_size, *data.input_shape), jnp.float32)
     y = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
-    return count_flops(_train_step, state, x, y)
+    return state, x, y
+
+
+def train_step_flops(workload, data, batch_size: int) -> int:
+    """Model FLOPs of one training step of ``workload`` at ``batch_size`` (see hardware).
+
+    Shapes only: the parameters come from ``jax.eval_shape``, nothing is compiled or run.
+    """
+    from benchmarks.hardware import count_flops
+
+    return count_flops(_train_step, *_step_specs(workload, data, batch_size))
+
+
+def step_matmul_program(workload, data, batch_size: int):
+    """The matmuls of one training step of ``workload`` at ``batch_size``, alone, compiled
+    (:func:`benchmarks.hardware.matmul_program`); None for a step that loops over them."""
+    from benchmarks.hardware import matmul_program
+
+    return matmul_program(_train_step, *_step_specs(workload, data, batch_size))
 
 
 class _FlaxRunner(Runner):
@@ -251,3 +270,45 @@ class FlaxScanRunner(_FlaxRunner):
     def close(self) -> None:
         super().close()
         self._x = self._y = None
+
+
+# ----------------------------------------------------------------------------------------------
+# The step's matmul bound (not an implementation)
+# ----------------------------------------------------------------------------------------------
+
+
+class MatmulBoundRunner(Runner):
+    """The matmuls of one training step alone (:func:`step_matmul_program`), one call per step.
+
+    Not an implementation and not a peer: it trains nothing. It is timed in the same
+    interleaved rounds as the implementations, so a step's speed can be set against the speed
+    of its own matmuls on this device, measured under the same conditions.
+    """
+
+    implementation = "matmul_bound"
+    family = "bound"
+    label = "step matmuls alone"
+
+    def __init__(self, workload, data, batch_size: int, *, seed: int = 0, program=None):
+        super().__init__(workload, data, batch_size, seed=seed)
+        self.program = program
+
+    def setup(self) -> None:
+        if self.program is None:
+            self.program = step_matmul_program(self.workload, self.data, self.batch_size)
+        if self.program is None:
+            raise Unavailable(f"the {self.workload.name} step runs its matmuls in a loop")
+
+    def run_epochs(self, epochs: int) -> None:
+        out = None
+        for _ in range(epochs * self.steps_per_epoch):
+            out = self.program()
+        jax.block_until_ready(out)
+        self.epochs_done += epochs
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        del x, y
+        raise NotImplementedError("the step's matmul bound trains no model")
+
+    def close(self) -> None:
+        self.program = None

@@ -89,6 +89,17 @@ def test_tiny_run_writes_every_output(tmp_path, block_imports, capsys):
             assert r["flops_per_s"] > 0 and r["fraction_of_peak"] > 0
             assert r["mode"] == ("full" if r["batch_size"] == 256 else "minibatch")
             assert r["data_source"] == "synthetic" and r["device"] == "cpu"
+    # At full batch the step's matmuls alone were timed in the same rounds as fnn.
+    (full,) = [r for r in throughput if r["implementation"] == "fnn_fused" and r["mode"] == "full"]
+    bound = full["matmul_bound"]
+    assert len(bound["samples_per_s_repeats"]) == 2 and bound["samples_per_s"] > 0
+    assert 0 < bound["fraction_of_peak"] and len(bound["shapes"]) == 8
+    assert bound["flops_per_s"] == pytest.approx(full["flops_per_example"] * bound["samples_per_s"])
+    assert full["fraction_of_matmul_bound"] == pytest.approx(
+        full["samples_per_s"] / bound["samples_per_s"]
+    )
+    assert all(r["matmul_bound"] is None for r in throughput if r["mode"] != "full")
+    assert "the step's matmuls alone run at" in printed
 
     tta = [r for r in records if r["benchmark"] == "time_to_accuracy"]
     assert tta and all(r["dataset"] == "digits" and r["curve"] for r in tta if r["status"] == "ok")

@@ -76,3 +76,44 @@ def test_targets_pass_and_fail_on_their_thresholds():
     ])  # fmt: skip
     verdicts = {t["target"].split(":")[0]: t["passed"] for t in results["summary"]["targets"]}
     assert verdicts == {"batch 1": True, "every batch size": True, "full batch": False}
+
+
+@pytest.mark.parametrize(
+    ("bound_fraction", "verdict"),
+    [(0.6, "Even a step that did nothing but its matmuls would reach only 60%"),
+     (0.8, "The rest of the gap is in the work around the matmuls")],
+)  # fmt: skip
+def test_the_full_batch_shortfall_is_explained_by_the_steps_matmul_bound(bound_fraction, verdict):
+    fnn = [57.0, 55.0, 58.0, 56.0, 57.0]
+    bound = [60.0, 59.0, 60.0, 58.0, 61.0]
+    fused = _record("fnn_fused", "fnn", 4096, fnn, mode="full", fraction=0.57)
+    fused["matmul_bound"] = {
+        "samples_per_s": 60.0,
+        "samples_per_s_repeats": bound,
+        "fraction_of_peak": bound_fraction,
+        "shapes": [[[4096, 64], [64, 256]], [[4096, 256], [256, 10]], [[4096, 10], [4096, 256]]],
+    }
+    fused["fraction_of_matmul_bound"] = 57.0 / 60.0
+    results = _results([fused, _record("flax_loop", "flax", 4096, [50.0] * 5, mode="full")])
+    results["meta"]["matmul_peak"]["n"] = 2048
+    (row,) = results["summary"]["throughput"]
+    assert row["fnn_fraction_of_matmul_bound"] == pytest.approx(0.95)
+    assert row["matmul_bound_fraction_of_peak"] == bound_fraction
+    paired = sorted(a / b for a, b in zip(fnn, bound, strict=True))
+    assert row["fnn_vs_matmul_bound_per_round"]["median"] == pytest.approx(paired[2])
+    (line,) = [line for line in _shortfall_lines(results) if "**full batch**" in line]
+    assert "57% of the measured peak" in line
+    assert f"run at {100 * bound_fraction:.0f}% of it" in line
+    assert "from [4096, 64] x [64, 256] down to [4096, 256] x [256, 10]" in line
+    assert "runs at 95% of the speed of its own matmuls" in line
+    assert "the loop) takes the rest" in line
+    assert verdict in line
+
+
+def test_the_full_batch_shortfall_without_a_bound_says_so():
+    results = _results([
+        _record("fnn_fused", "fnn", 4096, [57.0] * 5, mode="full", fraction=0.57),
+        _record("flax_loop", "flax", 4096, [50.0] * 5, mode="full"),
+    ])  # fmt: skip
+    (line,) = [line for line in _shortfall_lines(results) if "**full batch**" in line]
+    assert "57% of the measured peak" in line and "not known" in line
