@@ -601,14 +601,15 @@ def _shortfall_lines(results: dict[str, Any]) -> list[str]:
                         f"{rounds['median']:.2f}x and quartiles {rounds['p25']:.2f}-"
                         f"{rounds['p75']:.2f}x: "
                         + ("1.0x lies inside them, so this gap is within the run-to-run noise."
-                           if within else "1.0x lies outside them, so the gap is real.")
+                           if within else "1.0x lies outside them, so the gap is real. To find "
+                           "it, compare the two compiled programs (XLA_FLAGS=--xla_dump_to=DIR: "
+                           "the optimized HLO of fnn's epoch against the peer's) or take a "
+                           "jax.profiler trace.")
                     )  # fmt: skip
                 out.append(
                     f"- **batch {b}**: fnn fused {fmt_rate(row['fnn_fused_samples_per_s'])}/s is "
                     f"{ratio:.2f}x {row['best_peer']} ({fmt_rate(row['best_peer_samples_per_s'])}"
-                    f"/s).{step}{paired} A real gap is in the compiled program: compare the two "
-                    f"with XLA_FLAGS=--xla_dump_to=DIR (the optimized HLO of fnn's epoch against "
-                    f"the peer's) or a jax.profiler trace."
+                    f"/s).{step}{paired}"
                 )
         elif "peak" in t["target"]:
             full = next((r for (ww, i, _), r in recs.items() if ww == w and i == "fnn_fused"

@@ -65,6 +65,8 @@ def test_a_shortfall_says_whether_it_is_within_the_noise(fnn, verdict):
     assert target["passed"] is False and target["worst_batch_size"] == 32
     (line,) = [line for line in _shortfall_lines(results) if "**batch 32**" in line]
     assert verdict in line
+    # Only a real gap sends the reader to the compiled programs.
+    assert ("--xla_dump_to" in line) == (verdict == "so the gap is real")
 
 
 def test_targets_pass_and_fail_on_their_thresholds():
