@@ -520,8 +520,15 @@ def _answer_lines(results: dict[str, Any]) -> list[str]:
                 f"throughput ({row['workload']}, fnn fused): "
                 f"{fmt_rate(first['fnn_fused_samples_per_s'])}/s at batch {first['batch_size']} "
                 f"vs {fmt_rate(row['fnn_fused_samples_per_s'])}/s at full batch ({gain:.1f}x per "
-                f"example): small batches pay a fixed cost per step, large ones approach the "
-                f"hardware's matmul rate."
+                f"example): "
+                + (
+                    "small batches pay a fixed cost per step, large ones approach the "
+                    "hardware's matmul rate."
+                    if gain > 1
+                    else f"here the full batch trains {'fewer' if gain < 1 else 'no more'} "
+                    f"examples per second than batch {first['batch_size']}, so larger batches do "
+                    f"not pay for themselves in throughput."
+                )
             )
         if row.get("matmul_bound_fraction_of_peak") is not None:
             lines.append(

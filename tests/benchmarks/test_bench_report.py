@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks.report import _shortfall_lines, summarize
+from benchmarks.report import _answer_lines, _shortfall_lines, summarize
 
 
 def _record(impl, family, batch, repeats, *, mode="minibatch", fraction=None):
@@ -119,3 +119,17 @@ def test_the_full_batch_shortfall_without_a_bound_says_so():
     ])  # fmt: skip
     (line,) = [line for line in _shortfall_lines(results) if "**full batch**" in line]
     assert "57% of the measured peak" in line and "not known" in line
+
+
+@pytest.mark.parametrize(
+    ("full", "says"),
+    [(300.0, "small batches pay a fixed cost per step"),
+     (50.0, "the full batch trains fewer examples per second than batch 32")],
+)  # fmt: skip
+def test_the_batch_size_line_follows_the_measured_throughput(full, says):
+    results = _results([
+        _record("fnn_fused", "fnn", 32, [100.0] * 5),
+        _record("fnn_fused", "fnn", 4096, [full] * 5, mode="full", fraction=0.5),
+    ])  # fmt: skip
+    (line,) = [line for line in _answer_lines(results) if line.startswith("throughput")]
+    assert f"({full / 100.0:.1f}x per example)" in line and says in line
