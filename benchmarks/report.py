@@ -403,7 +403,7 @@ def targets_table(results: dict[str, Any], markdown: bool) -> tuple[str, str] | 
         if measured is None:
             shown = "-"
         elif "peak" in t["target"]:
-            shown = f"{100 * measured:.0f}%"
+            shown = _percent(measured)
         else:
             shown = f"{measured:.2f}x"
             if t.get("worst_batch_size") is not None:
