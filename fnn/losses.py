@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn._checks import describe, is_concrete
+from fnn._checks import check_choice, check_type, describe, is_concrete
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -27,10 +27,10 @@ def _match_targets(predictions: jax.Array, targets: jax.Array, name: str) -> jax
         return targets
     if predictions.shape[-1:] == (1,) and targets.shape == predictions.shape[:-1]:
         return targets[..., None]
+    also = f" or {predictions.shape[:-1]}" if predictions.shape[-1:] == (1,) else ""
     raise ValueError(
-        f"{name}: got shape {targets.shape} for predictions of shape {predictions.shape}; "
-        f"expected {predictions.shape}"
-        + (f" or {predictions.shape[:-1]}" if predictions.shape[-1:] == (1,) else "")
+        f"{name}: expected shape {predictions.shape}{also} for predictions of shape "
+        f"{predictions.shape}, got shape {targets.shape}"
     )
 
 
@@ -81,9 +81,7 @@ def binary_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
         values = np.asarray(labels)
         lo, hi = float(values.min()), float(values.max())
         if lo < 0 or hi > 1:
-            raise ValueError(
-                f"labels: binary_cross_entropy expects values in [0, 1], got range [{lo}, {hi}]"
-            )
+            raise ValueError(f"labels: expected values in [0, 1], got range [{lo}, {hi}]")
     y = labels.astype(logits.dtype)
     values = jnp.maximum(logits, 0) - logits * y + jnp.log1p(jnp.exp(-jnp.abs(logits)))
     return _per_example(values)
@@ -153,9 +151,13 @@ LOSSES: dict[str, LossFn] = {
 
 
 def get_loss(loss: str | LossFn) -> LossFn:
-    """Returns the per-example loss named ``loss`` (see ``LOSSES``), or ``loss`` if callable."""
+    """Returns the per-example loss named ``loss`` (see ``LOSSES``), or ``loss`` if callable.
+
+    Raises:
+      TypeError: for something that is neither a string nor callable.
+      ValueError: for an unknown name.
+    """
     if callable(loss):
         return loss
-    if isinstance(loss, str) and loss in LOSSES:
-        return LOSSES[loss]
-    raise ValueError(f"loss: unknown {loss!r}; expected a callable or one of {sorted(LOSSES)}")
+    check_type("loss", loss, str, "a loss name or a callable")
+    return LOSSES[check_choice("loss", loss, sorted(LOSSES))]

@@ -21,6 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from fnn._checks import check_choice, check_type
 from fnn.losses import _match_targets
 
 Sums = dict[str, jax.Array]
@@ -70,8 +71,7 @@ def _per_class(sums: Sums) -> tuple[jax.Array, jax.Array, jax.Array]:
 
 
 def _prf(kind: str, average: str) -> Metric:
-    if average not in ("binary", "macro"):
-        raise ValueError(f"average: expected 'binary' or 'macro', got {average!r}")
+    check_choice("average", average, ("binary", "macro"))
 
     def compute(sums: Sums) -> jax.Array:
         tp, fp, fn = _per_class(sums)
@@ -178,15 +178,16 @@ METRICS: dict[str, Metric] = {
 
 
 def get_metric(metric: str | Metric) -> Metric:
-    """Returns the metric named ``metric`` (see ``METRICS``), or ``metric`` itself."""
+    """Returns the metric named ``metric`` (see ``METRICS``), or ``metric`` itself.
+
+    Raises:
+      TypeError: for something that is neither a string nor a ``Metric``.
+      ValueError: for an unknown name.
+    """
     if isinstance(metric, Metric):
         return metric
-    if isinstance(metric, str) and metric in METRICS:
-        return METRICS[metric]
-    raise ValueError(
-        f"metrics: unknown metric {metric!r}; expected a fnn.metrics.Metric or one of "
-        f"{sorted(METRICS)}"
-    )
+    check_type("metrics", metric, str, "a metric name or a fnn.metrics.Metric")
+    return METRICS[check_choice("metrics", metric, sorted(METRICS))]
 
 
 def get_metrics(metrics: Sequence[str | Metric]) -> tuple[Metric, ...]:
@@ -196,7 +197,7 @@ def get_metrics(metrics: Sequence[str | Metric]) -> tuple[Metric, ...]:
     resolved = tuple(get_metric(m) for m in metrics)
     names = [m.name for m in resolved]
     if len(set(names)) != len(names):
-        raise ValueError(f"metrics: duplicate names in {names}")
+        raise ValueError(f"metrics: expected distinct names, got duplicates in {names}")
     return resolved
 
 

@@ -15,11 +15,19 @@ order to the gradient ``g`` of the loss at parameters ``w``:
 """
 
 import functools
+import numbers
 from collections.abc import Callable, Sequence
 
 import optax
 
-from fnn._checks import check_positive, check_unit_interval
+from fnn._checks import (
+    check_bool,
+    check_float,
+    check_int,
+    check_positive,
+    check_type,
+    check_unit_interval,
+)
 
 Schedule = Callable[[int], float]
 LearningRate = float | Schedule
@@ -28,10 +36,7 @@ LearningRate = float | Schedule
 def _check_learning_rate(learning_rate: LearningRate) -> None:
     if callable(learning_rate):
         return
-    if not isinstance(learning_rate, int | float):
-        raise TypeError(
-            f"learning_rate: expected a float or a schedule, got {type(learning_rate).__name__}"
-        )
+    check_type("learning_rate", learning_rate, numbers.Real, "a float or a schedule")
     check_positive("learning_rate", learning_rate, allow_zero=True)
 
 
@@ -96,6 +101,7 @@ def sgd(
       An ``optax.GradientTransformation``.
 
     Raises:
+      TypeError: for a hyperparameter of the wrong type (named in the message).
       ValueError: for a hyperparameter out of range (named in the message).
 
     Example:
@@ -107,8 +113,11 @@ def sgd(
       Array([0.9, 0.9], dtype=float32)
     """
     check_unit_interval("momentum", momentum)
-    if nesterov and momentum == 0:
-        raise ValueError("nesterov: Nesterov momentum needs momentum > 0, got momentum=0")
+    if check_bool("nesterov", nesterov) and momentum == 0:
+        raise ValueError(
+            "nesterov: expected False with momentum=0 (Nesterov momentum needs momentum > 0), "
+            "got True"
+        )
     rule = optax.trace(decay=momentum, nesterov=nesterov) if momentum else optax.identity()
     return _chain(rule, learning_rate, clip_norm, clip_value, weight_decay, decoupled_weight_decay)
 
@@ -157,11 +166,6 @@ def adam(
 # ----------------------------------------------------------------------------- schedules
 
 
-def _check_steps(name: str, value: int) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
-
-
 @_cached
 def constant(value: float) -> Schedule:
     """``lr(step) = value``."""
@@ -179,7 +183,8 @@ def exponential_decay(
     """
     check_positive("init_value", init_value, allow_zero=True)
     check_positive("decay_rate", decay_rate)
-    _check_steps("decay_steps", decay_steps)
+    check_int("decay_steps", decay_steps, minimum=1)
+    check_bool("staircase", staircase)
     return optax.exponential_decay(
         init_value, transition_steps=decay_steps, decay_rate=decay_rate, staircase=staircase
     )
@@ -193,10 +198,8 @@ def step_decay(init_value: float, *, boundaries: Sequence[int], factor: float = 
     """
     check_positive("init_value", init_value, allow_zero=True)
     check_positive("factor", factor)
-    boundaries = list(boundaries)
-    if any(not isinstance(b, int) or b < 1 for b in boundaries) or boundaries != sorted(
-        set(boundaries)
-    ):
+    boundaries = [check_int(f"boundaries[{i}]", b, minimum=1) for i, b in enumerate(boundaries)]
+    if boundaries != sorted(set(boundaries)):
         raise ValueError(
             f"boundaries: expected strictly increasing integers >= 1, got {boundaries}"
         )
@@ -209,9 +212,8 @@ def cosine_decay(init_value: float, *, decay_steps: int, alpha: float = 0.0) -> 
     ``t = min(step, decay_steps) / decay_steps`` (Loshchilov & Hutter, SGDR, arXiv:1608.03983).
     """
     check_positive("init_value", init_value, allow_zero=True)
-    _check_steps("decay_steps", decay_steps)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha: expected a value in [0, 1], got {alpha!r}")
+    check_int("decay_steps", decay_steps, minimum=1)
+    check_float("alpha", alpha, low=0, high=1, open_high=False)
     return optax.cosine_decay_schedule(init_value, decay_steps=decay_steps, alpha=alpha)
 
 
@@ -228,10 +230,14 @@ def warmup_cosine_decay(
     decay to ``end_value`` at step ``decay_steps`` (which counts the warm-up steps too).
     """
     check_positive("peak_value", peak_value)
-    _check_steps("warmup_steps", warmup_steps)
-    _check_steps("decay_steps", decay_steps)
+    check_positive("init_value", init_value, allow_zero=True)
+    check_positive("end_value", end_value, allow_zero=True)
+    check_int("warmup_steps", warmup_steps, minimum=1)
+    check_int("decay_steps", decay_steps, minimum=1)
     if decay_steps <= warmup_steps:
-        raise ValueError(f"decay_steps: must exceed warmup_steps={warmup_steps}, got {decay_steps}")
+        raise ValueError(
+            f"decay_steps: expected an integer > warmup_steps={warmup_steps}, got {decay_steps}"
+        )
     return optax.warmup_cosine_decay_schedule(
         init_value, peak_value, warmup_steps, decay_steps, end_value=end_value
     )

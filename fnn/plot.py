@@ -26,7 +26,9 @@ def plot_history(history: History, path: str | os.PathLike, *, title: str | None
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("plot_history needs matplotlib: pip install 'fnn[plot]'") from err
     if not len(history):
-        raise ValueError("history: is empty; train for at least one epoch before plotting")
+        raise ValueError(
+            "history: expected at least one epoch, got an empty history (train before plotting)"
+        )
     skip = {"epoch", "steps", "epoch_time", "compile_time", "val_time", "samples_per_s"}
     names = [
         k

@@ -93,14 +93,20 @@ def test_precision_is_zero_when_nothing_is_predicted_positive():
 
 
 def test_unknown_metric_and_bad_specs():
-    with pytest.raises(ValueError, match="metrics: unknown metric 'auc'"):
+    with pytest.raises(ValueError, match=r"metrics: expected one of \[.*'accuracy'.*\], got 'auc'"):
         metrics.get_metric("auc")
+    with pytest.raises(TypeError, match="metrics: expected a metric name or a fnn.metrics.Metric"):
+        metrics.get_metric(3)
     with pytest.raises(TypeError, match="metrics: expected a sequence"):
         metrics.get_metrics("accuracy")
-    with pytest.raises(ValueError, match="metrics: duplicate names"):
+    with pytest.raises(ValueError, match="metrics: expected distinct names, got duplicates"):
         metrics.get_metrics(["f1", metrics.f1()])
-    with pytest.raises(ValueError, match="average: expected 'binary' or 'macro'"):
+    with pytest.raises(
+        ValueError, match=r"average: expected one of \['binary', 'macro'\], got 'micro'"
+    ):
         metrics.precision("micro")
+    with pytest.raises(TypeError, match=r"average: expected one of \['binary', 'macro'\], got 1"):
+        metrics.f1(1)
 
 
 @settings(max_examples=10, deadline=None)

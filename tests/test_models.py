@@ -32,8 +32,10 @@ def test_logistic_regression_logits(classes, width):
 
 
 def test_logistic_regression_rejects_one_class():
-    with pytest.raises(ValueError, match="classes: expected >= 2, got 1"):
+    with pytest.raises(ValueError, match="classes: expected an integer >= 2, got 1"):
         init_apply(models.LogisticRegression(1), jnp.ones((2, 3)))
+    with pytest.raises(TypeError, match="classes: expected an integer >= 2, got 2.0"):
+        init_apply(models.LogisticRegression(2.0), jnp.ones((2, 3)))
 
 
 def test_mlp_shape_and_parameter_count():
@@ -63,8 +65,13 @@ def test_mlp_dropout_only_in_training(getkey):
 @pytest.mark.parametrize("model", [models.MLP((4,), 2, dropout=1.0), models.CNN(2, dropout=-0.1)])
 def test_dropout_outside_the_unit_interval_is_refused(model, getkey):
     x = jnp.ones((1, 8, 8, 1)) if isinstance(model, models.CNN) else jnp.ones((1, 3))
-    with pytest.raises(ValueError, match=r"dropout: expected a value in \[0, 1\), got"):
+    with pytest.raises(ValueError, match=r"dropout: expected a number in \[0, 1\), got"):
         model.init(getkey(), x)
+
+
+def test_dropout_of_the_wrong_type_is_refused(getkey):
+    with pytest.raises(TypeError, match=r"dropout: expected a number in \[0, 1\), got '0.5'"):
+        models.MLP((4,), 2, dropout="0.5").init(getkey(), jnp.ones((1, 3)))
 
 
 def test_activation_lookup():
@@ -72,7 +79,9 @@ def test_activation_lookup():
     np.testing.assert_allclose(models.get_activation("relu")(x), np.maximum(x, 0))
     np.testing.assert_allclose(models.get_activation("TANH")(x), np.tanh(x), rtol=1e-6)
     assert models.get_activation(jnp.sin) is jnp.sin
-    with pytest.raises(ValueError, match="activation: unknown name 'swishy'"):
+    with pytest.raises(
+        ValueError, match=r"activation: expected one of \[.*'relu'.*\], got 'swishy'"
+    ):
         models.get_activation("swishy")
     with pytest.raises(TypeError, match="activation: expected a name or a callable, got int"):
         models.get_activation(3)
@@ -128,7 +137,10 @@ def test_max_pool_2x2_of_relu_features_trains_like_flax(getkey):
 
 
 def test_cnn_rejects_flat_input():
-    with pytest.raises(ValueError, match=r"x: CNN expects .*got shape \(2, 64\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"x: expected <float>\[batch, height, width, channels\] .*got shape \(2, 64\)",
+    ):
         init_apply(models.CNN(10), jnp.ones((2, 64)))
 
 
@@ -199,9 +211,14 @@ def test_recurrent_padding_does_not_change_result(cell):
 
 
 def test_recurrent_rejects_unknown_cell_and_bad_rank():
-    with pytest.raises(ValueError, match="cell: unknown 'transformer'"):
+    cells = r"\['gru', 'lstm', 'rnn', 'simple'\]"
+    with pytest.raises(ValueError, match=rf"cell: expected one of {cells}, got 'transformer'"):
         init_apply(models.Recurrent(4, cell="transformer"), jnp.ones((1, 2, 3)))
-    with pytest.raises(ValueError, match=r"x: recurrent models expect .*got shape \(2, 3\)"):
+    with pytest.raises(TypeError, match="cell: expected a cell name, got int"):
+        init_apply(models.Recurrent(4, cell=3), jnp.ones((1, 2, 3)))
+    with pytest.raises(
+        ValueError, match=r"x: expected <float>\[batch, time, features\] .*got shape \(2, 3\)"
+    ):
         init_apply(models.LSTM(4), jnp.ones((2, 3)))
 
 
@@ -225,5 +242,8 @@ def test_text_classifier_padding_invariance(cell):
 
 def test_text_classifier_rejects_float_ids():
     model = models.TextClassifier(10, 4, 4, 1)
-    with pytest.raises(ValueError, match=r"ids: TextClassifier expects <int>\[batch, time\]"):
+    expected = r"ids: expected <int>\[batch, time\] token ids, got"
+    with pytest.raises(TypeError, match=rf"{expected} float32\[2, 3\]"):
         model.init(jax.random.key(0), jnp.ones((2, 3)))
+    with pytest.raises(ValueError, match=rf"{expected} int32\[6\]"):
+        model.init(jax.random.key(0), jnp.ones(6, jnp.int32))

@@ -161,26 +161,77 @@ def test_schedule_values(schedule, expected):
 
 
 @pytest.mark.parametrize(
-    "make,match",
+    "make,error,match",
     [
-        (lambda: optim.sgd(-0.1), "learning_rate: expected a number >= 0, got -0.1"),
-        (lambda: optim.sgd("fast"), "learning_rate: expected a float or a schedule, got str"),
-        (lambda: optim.sgd(0.1, momentum=1.0), r"momentum: expected a value in \[0, 1\), got 1.0"),
-        (lambda: optim.sgd(0.1, momentum=-0.1), "momentum"),
-        (lambda: optim.sgd(0.1, nesterov=True), "nesterov: .*momentum > 0"),
-        (lambda: optim.sgd(0.1, clip_norm=0.0), "clip_norm: expected a number > 0, got 0.0"),
-        (lambda: optim.adam(0.1, clip_value=-1.0), "clip_value: expected a number > 0"),
-        (lambda: optim.adam(0.1, weight_decay=-1e-4), "weight_decay: expected a number >= 0"),
-        (lambda: optim.adam(0.1, b2=1.0), r"b2: expected a value in \[0, 1\)"),
-        (lambda: optim.adam(0.1, eps=0.0), "eps: expected a number > 0"),
-        (lambda: optim.exponential_decay(0.1, decay_rate=0.5, decay_steps=0), "decay_steps"),
-        (lambda: optim.step_decay(0.1, boundaries=[10, 5]), "boundaries: expected strictly"),
+        (lambda: optim.sgd(-0.1), ValueError, "learning_rate: expected a number >= 0, got -0.1"),
+        (
+            lambda: optim.sgd("fast"),
+            TypeError,
+            "learning_rate: expected a float or a schedule, got str",
+        ),
+        (lambda: optim.sgd(True), TypeError, "learning_rate: expected a number >= 0, got True"),
+        (
+            lambda: optim.sgd(0.1, momentum=1.0),
+            ValueError,
+            r"momentum: expected a number in \[0, 1\), got 1.0",
+        ),
+        (lambda: optim.sgd(0.1, momentum=-0.1), ValueError, "momentum"),
+        (
+            lambda: optim.sgd(0.1, nesterov=True),
+            ValueError,
+            r"nesterov: expected False with momentum=0 \(.*momentum > 0\), got True",
+        ),
+        (
+            lambda: optim.sgd(0.1, momentum=0.9, nesterov="yes"),
+            TypeError,
+            "nesterov: expected True or False, got 'yes'",
+        ),
+        (
+            lambda: optim.sgd(0.1, clip_norm=0.0),
+            ValueError,
+            "clip_norm: expected a number > 0, got 0.0",
+        ),
+        (lambda: optim.adam(0.1, clip_value=-1.0), ValueError, "clip_value: expected a number > 0"),
+        (
+            lambda: optim.adam(0.1, weight_decay=-1e-4),
+            ValueError,
+            "weight_decay: expected a number >= 0",
+        ),
+        (lambda: optim.adam(0.1, b2=1.0), ValueError, r"b2: expected a number in \[0, 1\)"),
+        (lambda: optim.adam(0.1, eps=0.0), ValueError, "eps: expected a number > 0"),
+        (lambda: optim.adam(0.1, eps="0"), TypeError, "eps: expected a number > 0, got '0'"),
+        (
+            lambda: optim.exponential_decay(0.1, decay_rate=0.5, decay_steps=0),
+            ValueError,
+            "decay_steps: expected an integer >= 1, got 0",
+        ),
+        (
+            lambda: optim.exponential_decay(0.1, decay_rate=0.5, decay_steps=2.5),
+            TypeError,
+            "decay_steps: expected an integer >= 1, got 2.5",
+        ),
+        (
+            lambda: optim.step_decay(0.1, boundaries=[10, 5]),
+            ValueError,
+            "boundaries: expected strictly",
+        ),
+        (
+            lambda: optim.step_decay(0.1, boundaries=[10, 20.0]),
+            TypeError,
+            r"boundaries\[1\]: expected an integer >= 1, got 20.0",
+        ),
+        (
+            lambda: optim.cosine_decay(0.1, decay_steps=10, alpha=1.5),
+            ValueError,
+            r"alpha: expected a number in \[0, 1\], got 1.5",
+        ),
         (
             lambda: optim.warmup_cosine_decay(1.0, warmup_steps=10, decay_steps=10),
-            "decay_steps: must exceed warmup_steps=10",
+            ValueError,
+            "decay_steps: expected an integer > warmup_steps=10, got 10",
         ),
     ],
 )
-def test_invalid_hyperparameters_raise_at_construction(make, match):
-    with pytest.raises((ValueError, TypeError), match=match):
+def test_invalid_hyperparameters_raise_at_construction(make, error, match):
+    with pytest.raises(error, match=match):
         make()

@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bad = [n for n in args.names if n not in tfds_source.TFDS_DATASETS]
     if bad:
         parser.error(
-            f"NAME must be TFDS datasets {sorted(tfds_source.TFDS_DATASETS)}, got {bad} "
+            f"NAME: expected TFDS datasets among {sorted(tfds_source.TFDS_DATASETS)}, got {bad} "
             "(bundled and synthetic datasets need no preparing)"
         )
     for name in args.names:

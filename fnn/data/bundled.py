@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from fnn.data._common import Splits, check_float
+from fnn._checks import check_bool, check_float
+from fnn.data._common import Splits
 from fnn.data.preprocess import scale_images, split_indices
 
 __all__ = ["breast_cancer", "diabetes", "digits", "iris", "wine"]
 
 
 def _split(x: np.ndarray, y: np.ndarray, *, test_size: float, seed: int) -> Splits:
-    test_size = check_float("test_size", test_size, low=0.0, high=1.0, open_low=True)
+    test_size = check_float("test_size", test_size, low=0, high=1, open_low=True)
     train, test = split_indices(y, fraction=test_size, seed=seed)
     return (x[train], y[train]), (x[test], y[test])
 
@@ -79,6 +80,7 @@ def digits(*, test_size: float = 0.2, seed: int = 0, flatten: bool = False) -> S
         `(x_train, y_train), (x_test, y_test)`: <float32>[n, 8, 8, 1] (or <float32>[n, 64])
         with values in [0, 1], and <int32>[n] in [0, 10).
     """
+    flatten = check_bool("flatten", flatten)
     from sklearn import datasets
 
     x, y = datasets.load_digits(return_X_y=True)  # x: 0..16 integers as float64 [n, 64]

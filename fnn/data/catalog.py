@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Literal
 
+from fnn._checks import check_choice
 from fnn.data import bundled, synthetic
 from fnn.data import tfds as tfds_source
 from fnn.data._common import Splits
@@ -105,9 +106,7 @@ _COMMON = ("seed", "data_dir")
 
 
 def _entry(name: str) -> _Entry:
-    if name not in _ENTRIES:
-        raise ValueError(f"name must be one of {sorted(_ENTRIES)}, got {name!r}")
-    return _ENTRIES[name]
+    return _ENTRIES[check_choice("name", name, sorted(_ENTRIES))]
 
 
 def _options(entry: _Entry) -> tuple[str, ...]:
@@ -129,10 +128,10 @@ def list_datasets(source: str | None = None) -> tuple[str, ...]:
         The dataset names.
 
     Raises:
+        TypeError: for a source that is not a string or None.
         ValueError: for an unknown source.
     """
-    if source is not None and source not in SOURCES:
-        raise ValueError(f"source must be None or one of {SOURCES}, got {source!r}")
+    check_choice("source", source, (None, *SOURCES))
     return tuple(sorted(n for n, e in _ENTRIES.items() if source is None or e.source == source))
 
 
@@ -172,6 +171,7 @@ def is_available(name: str, data_dir: str | os.PathLike | None = None) -> bool:
     installed and it is prepared under `data_dir` (no network access is attempted).
 
     Raises:
+        TypeError: for a name that is not a string.
         ValueError: for an unknown name.
     """
     entry = _entry(name)
@@ -214,6 +214,7 @@ def load(
         `(x_train, y_train), (x_test, y_test)`.
 
     Raises:
+        TypeError: for a name or option value of the wrong type.
         ValueError: for an unknown name, an option the dataset does not take, or a bad value.
         DataUnavailableError: when a TFDS dataset is not prepared and cannot be downloaded.
 
@@ -227,8 +228,8 @@ def load(
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(
-            f"load({name!r}) got unknown option(s) {unknown}; options for {name!r}: "
-            f"{list(allowed)} (plus seed, data_dir)"
+            f"options: expected options of load({name!r}) among {list(allowed)} (or seed, "
+            f"data_dir), got unknown {unknown}"
         )
     if entry.source == "tfds":
         return entry.loader(name, data_dir=data_dir, **options)

@@ -9,8 +9,11 @@ data into the features.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 
 import numpy as np
+
+from fnn._checks import check_bool, check_float, check_int
 
 __all__ = [
     "Standardizer",
@@ -21,6 +24,16 @@ __all__ = [
     "standardize",
     "train_val_split",
 ]
+
+
+def _check_train(x_train: np.ndarray) -> np.ndarray:
+    """`x_train` as an array of shape [n, *features] with n >= 1, else ValueError."""
+    x_train = np.asarray(x_train)
+    if x_train.ndim < 1 or x_train.shape[0] == 0:
+        raise ValueError(
+            f"x_train: expected shape [n, *features] with n >= 1, got shape {x_train.shape}"
+        )
+    return x_train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,14 +61,11 @@ class Standardizer:
             The fitted `Standardizer`.
 
         Raises:
-            ValueError: if `x_train` has no example axis or no examples.
+            TypeError: if `eps` is not a number.
+            ValueError: if `x_train` has no example axis or no examples, or `eps < 0`.
         """
-        x_train = np.asarray(x_train)
-        if x_train.ndim < 1 or x_train.shape[0] == 0:
-            raise ValueError(
-                f"x_train must have shape [n, *features] with n >= 1, got shape {x_train.shape}"
-            )
-        x64 = x_train.astype(np.float64)
+        eps = check_float("eps", eps, low=0)
+        x64 = _check_train(x_train).astype(np.float64)
         mean = x64.mean(axis=0)
         std = x64.std(axis=0)
         std = np.where(std < eps, 1.0, std)
@@ -66,7 +76,7 @@ class Standardizer:
         x = np.asarray(x)
         if x.shape[1:] != self.mean.shape:
             raise ValueError(
-                f"x must have shape [n, *{self.mean.shape}] to match the fitted statistics, "
+                f"x: expected shape [n, *{self.mean.shape}] to match the fitted statistics, "
                 f"got shape {x.shape}"
             )
         return ((x - self.mean) / self.std).astype(np.float32)
@@ -123,12 +133,10 @@ def min_max_scale(
     """
     low, high = feature_range
     if not low < high:
-        raise ValueError(f"feature_range must be (low, high) with low < high, got {feature_range}")
-    x_train = np.asarray(x_train)
-    if x_train.ndim < 1 or x_train.shape[0] == 0:
         raise ValueError(
-            f"x_train must have shape [n, *features] with n >= 1, got shape {x_train.shape}"
+            f"feature_range: expected (low, high) with low < high, got {feature_range}"
         )
+    x_train = _check_train(x_train)
     lo = x_train.min(axis=0).astype(np.float64)
     span = x_train.max(axis=0).astype(np.float64) - lo
     span = np.where(span == 0, 1.0, span)
@@ -150,10 +158,10 @@ def scale_images(images: np.ndarray, *, max_value: float = 255.0) -> np.ndarray:
         <float32> array of the same shape with values in `[0, 1]`.
 
     Raises:
+        TypeError: if `max_value` is not a number.
         ValueError: if `max_value` is not positive.
     """
-    if not max_value > 0:
-        raise ValueError(f"max_value must be > 0, got {max_value}")
+    max_value = check_float("max_value", max_value, low=0, open_low=True)
     return np.multiply(images, np.float32(1.0 / max_value), dtype=np.float32)
 
 
@@ -172,16 +180,19 @@ def one_hot(
         <dtype>[n, num_classes] with a single 1 per row.
 
     Raises:
-        ValueError: if labels are not integers or fall outside `[0, num_classes)`.
+        TypeError: if labels are not integers, or `num_classes` is not an integer.
+        ValueError: if labels fall outside `[0, num_classes)`.
     """
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
+        raise TypeError(f"labels: expected integer class ids, got dtype {labels.dtype}")
     if num_classes is None:
         num_classes = int(labels.max()) + 1 if labels.size else 0
+    else:
+        num_classes = check_int("num_classes", num_classes, minimum=0)
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(
-            f"labels must lie in [0, num_classes={num_classes}), "
+            f"labels: expected class ids in [0, num_classes={num_classes}), "
             f"got values in [{labels.min()}, {labels.max()}]"
         )
     return (labels[..., None] == np.arange(num_classes)).astype(dtype)
@@ -211,24 +222,30 @@ def split_indices(
         `(keep, held_out)`: <int64>[n - k] and <int64>[k] indices.
 
     Raises:
+        TypeError: for a fraction that is not a number, a count that is not an integer, or a
+            `stratify` that is not a bool or None.
         ValueError: for a fraction outside `(0, 1)`, fewer than 2 examples, or
             `stratify=True` without integer labels.
     """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-    if isinstance(n_or_labels, (int, np.integer)):
-        n, labels = int(n_or_labels), None
+    fraction = check_float("fraction", fraction, low=0, high=1, open_low=True)
+    if isinstance(n_or_labels, bool | np.bool_ | numbers.Integral):
+        n, labels = check_int("n_or_labels", n_or_labels), None
     else:
         labels = np.asarray(n_or_labels)
+        if labels.ndim < 1:
+            raise ValueError(
+                f"n_or_labels: expected a count or labels of shape [n], got shape {labels.shape}"
+            )
         n = labels.shape[0]
     if n < 2:
-        raise ValueError(f"need at least 2 examples to split, got {n}")
+        raise ValueError(f"n_or_labels: expected at least 2 examples to split, got {n}")
     is_int = labels is not None and np.issubdtype(labels.dtype, np.integer)
     if stratify is None:
         stratify = is_int
+    stratify = check_bool("stratify", stratify)
     if stratify and not is_int:
         got = "no labels" if labels is None else f"labels of dtype {labels.dtype}"
-        raise ValueError(f"stratify=True needs integer class labels, got {got}")
+        raise ValueError(f"stratify: expected integer class labels for True, got {got}")
 
     rng = np.random.default_rng(seed)
     n_held = min(max(int(round(fraction * n)), 1), n - 1)
@@ -271,12 +288,12 @@ def train_val_split(
         `(x_train, y_train), (x_val, y_val)`.
 
     Raises:
+        TypeError: for a fraction that is not a number (see `split_indices`).
         ValueError: if `x` and `y` disagree on n, or for a bad fraction (see `split_indices`).
     """
+    val_fraction = check_float("val_fraction", val_fraction, low=0, high=1, open_low=True)
     x, y = np.asarray(x), np.asarray(y)
     if x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"x and y must have the same number of examples, got {x.shape[0]} and {y.shape[0]}"
-        )
+        raise ValueError(f"y: expected {x.shape[0]} examples (as many as x), got {y.shape[0]}")
     keep, held = split_indices(y, fraction=val_fraction, seed=seed, stratify=stratify)
     return (x[keep], y[keep]), (x[held], y[held])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fnn._checks import check_float, check_int
+
 __all__ = ["make_windows", "split_series"]
 
 
@@ -28,6 +30,7 @@ def make_windows(
         <float32>[n], with `n = (T - window - horizon) // stride + 1`.
 
     Raises:
+        TypeError: if `window`, `horizon` or `stride` is not an integer.
         ValueError: if the series is not 1-D, an argument is < 1, or the series is shorter
             than `window + horizon`.
 
@@ -38,14 +41,14 @@ def make_windows(
     """
     series = np.asarray(series)
     if series.ndim != 1:
-        raise ValueError(f"series must be 1-D [T], got shape {series.shape}")
-    for arg, value in (("window", window), ("horizon", horizon), ("stride", stride)):
-        if int(value) != value or value < 1:
-            raise ValueError(f"{arg} must be an integer >= 1, got {value!r}")
+        raise ValueError(f"series: expected a 1-D array [T], got shape {series.shape}")
+    window = check_int("window", window, minimum=1)
+    horizon = check_int("horizon", horizon, minimum=1)
+    stride = check_int("stride", stride, minimum=1)
     if series.shape[0] < window + horizon:
         raise ValueError(
-            f"series of length {series.shape[0]} is too short for window={window} and "
-            f"horizon={horizon}: need at least {window + horizon} values"
+            f"series: expected window + horizon = {window + horizon} values or more "
+            f"(window={window}, horizon={horizon}), got {series.shape[0]}"
         )
     usable = series[: series.shape[0] - horizon]
     views = np.lib.stride_tricks.sliding_window_view(usable, window)[::stride]  # [n, window]
@@ -68,10 +71,10 @@ def split_series(series: np.ndarray, *, test_fraction: float) -> tuple[np.ndarra
         `(train, test)`: <float>[T - k] and <float>[k] with `k = round(test_fraction * T)`.
 
     Raises:
+        TypeError: if `test_fraction` is not a number.
         ValueError: if `test_fraction` is outside `(0, 1)`.
     """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    test_fraction = check_float("test_fraction", test_fraction, low=0, high=1, open_low=True)
     series = np.asarray(series)
     n_test = int(round(test_fraction * series.shape[0]))
     return series[: series.shape[0] - n_test], series[series.shape[0] - n_test :]

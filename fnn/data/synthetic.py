@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fnn.data._common import Splits, check_float, check_int
+from fnn._checks import check_bool, check_choice, check_float, check_int
+from fnn.data._common import Splits
 from fnn.data.sequence import make_windows, split_series
 
 __all__ = [
@@ -84,7 +85,7 @@ def linear_regression(
         `(x_train, y_train), (x_test, y_test)`: <float32>[n, n_features], <float32>[n].
     """
     n_train, n_test = _sizes(n_train, n_test)
-    noise = check_float("noise", noise, low=0.0)
+    noise = check_float("noise", noise, low=0)
     w, b = linear_weights(n_features, seed)
     rng = np.random.default_rng((seed, 1))
     n = n_train + n_test
@@ -114,8 +115,8 @@ def blobs(
     """
     n_train, n_test = _sizes(n_train, n_test)
     n_features = check_int("n_features", n_features, minimum=1)
-    separation = check_float("separation", separation, low=0.0)
-    std = check_float("std", std, low=0.0, open_low=True)
+    separation = check_float("separation", separation, low=0)
+    std = check_float("std", std, low=0, open_low=True)
     rng = np.random.default_rng(seed)
     n = n_train + n_test
     y = rng.integers(0, 2, n).astype(np.int32)
@@ -135,7 +136,7 @@ def xor(*, n_train: int = 800, n_test: int = 200, noise: float = 0.0, seed: int 
         `(x_train, y_train), (x_test, y_test)`: <float32>[n, 2], <int32>[n] in {0, 1}.
     """
     n_train, n_test = _sizes(n_train, n_test)
-    noise = check_float("noise", noise, low=0.0)
+    noise = check_float("noise", noise, low=0)
     rng = np.random.default_rng(seed)
     n = n_train + n_test
     x = rng.uniform(-1.0, 1.0, (n, 2)).astype(np.float32)
@@ -176,12 +177,12 @@ def make_series(kind: str, length: int, *, noise: float = 0.05, seed: int = 0) -
         <float32>[length].
 
     Raises:
+        TypeError: for an argument of the wrong type (a float length, an int kind).
         ValueError: for an unknown kind or a bad length / noise.
     """
-    if kind not in SERIES_KINDS:
-        raise ValueError(f"kind must be one of {SERIES_KINDS}, got {kind!r}")
+    kind = check_choice("kind", kind, SERIES_KINDS)
     length = check_int("length", length, minimum=1)
-    noise = check_float("noise", noise, low=0.0)
+    noise = check_float("noise", noise, low=0)
     rng = np.random.default_rng(seed)
     t = np.arange(length, dtype=np.float64)
     if kind == "sine":
@@ -217,13 +218,13 @@ def _forecasting(
     window = check_int("window", window, minimum=1)
     horizon = check_int("horizon", horizon, minimum=1)
     series = make_series(kind, length, noise=noise, seed=seed)
-    test_fraction = check_float("test_fraction", test_fraction, low=0.0, high=1.0, open_low=True)
     train, test = split_series(series, test_fraction=test_fraction)
     for part, n in (("train", train.shape[0]), ("test", test.shape[0])):
         if n < window + horizon:
             raise ValueError(
-                f"length={length} with test_fraction={test_fraction} leaves {n} {part} values, "
-                f"fewer than window + horizon = {window + horizon}; raise length"
+                f"length: expected enough values for window + horizon = {window + horizon} in "
+                f"both parts, got {length} (test_fraction={test_fraction} leaves {n} {part} "
+                "values)"
             )
     return (
         make_windows(train, window, horizon=horizon),
@@ -328,10 +329,9 @@ def synthetic_mnist(
         <float32>[n, 784]) and <int32>[n] in [0, 10).
     """
     n_train, n_test = _sizes(n_train, n_test)
-    noise = check_float("noise", noise, low=0.0)
-    max_shift = check_int("max_shift", max_shift, minimum=0)
-    if max_shift > 3:
-        raise ValueError(f"max_shift must be in [0, 3] (inside the border), got {max_shift}")
+    noise = check_float("noise", noise, low=0)
+    max_shift = check_int("max_shift", max_shift, minimum=0, maximum=3)  # inside the border
+    flatten = check_bool("flatten", flatten)
     rng = np.random.default_rng(seed)
     protos = _prototypes(rng)
     shifts = range(-max_shift, max_shift + 1)
@@ -408,8 +408,8 @@ def synthetic_reviews(
     n_train, n_test = _sizes(n_train, n_test)
     min_words = check_int("min_words", min_words, minimum=1)
     max_words = check_int("max_words", max_words, minimum=min_words)
-    sentiment_rate = check_float("sentiment_rate", sentiment_rate, low=0.0, high=1.0)
-    flip_rate = check_float("flip_rate", flip_rate, low=0.0, high=0.5)
+    sentiment_rate = check_float("sentiment_rate", sentiment_rate, low=0, high=1)
+    flip_rate = check_float("flip_rate", flip_rate, low=0, high=0.5)
     rng = np.random.default_rng(seed)
     n = n_train + n_test
     y = rng.integers(0, 2, n).astype(np.int32)

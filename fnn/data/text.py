@@ -26,6 +26,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from fnn._checks import check_int
+
 __all__ = ["PAD", "PAD_ID", "UNK", "UNK_ID", "Vocabulary", "padding_mask", "tokenize"]
 
 PAD = "<pad>"
@@ -59,8 +61,8 @@ def tokenize(text: str | bytes) -> list[str]:
 
 def _check_texts(texts: Iterable[str | bytes], arg: str) -> list[str | bytes]:
     if isinstance(texts, (str, bytes)):
-        raise ValueError(
-            f"{arg} must be a sequence of strings, got a single {type(texts).__name__}"
+        raise TypeError(
+            f"{arg}: expected a sequence of strings, got a single {type(texts).__name__}"
         )
     return list(texts)
 
@@ -77,9 +79,12 @@ class Vocabulary:
 
     def __post_init__(self):
         if self.tokens[:2] != (PAD, UNK):
-            raise ValueError(f"tokens must start with ({PAD!r}, {UNK!r}), got {self.tokens[:2]}")
+            raise ValueError(
+                f"tokens: expected ({PAD!r}, {UNK!r}, ...) at the start, got {self.tokens[:2]}"
+            )
         if len(set(self.tokens)) != len(self.tokens):
-            raise ValueError("tokens must be unique")
+            repeated = sorted(t for t, c in collections.Counter(self.tokens).items() if c > 1)
+            raise ValueError(f"tokens: expected unique tokens, got repeated {repeated[:5]}")
 
     @classmethod
     def build(
@@ -105,14 +110,13 @@ class Vocabulary:
             The vocabulary.
 
         Raises:
-            ValueError: if `max_tokens < 2`, `min_count < 1`, or `texts` is a single string.
+            TypeError: if `texts` is a single string, or `max_tokens` / `min_count` is not an
+                integer.
+            ValueError: if `max_tokens < 2` or `min_count < 1`.
         """
-        if max_tokens is not None and max_tokens < 2:
-            raise ValueError(
-                f"max_tokens must be >= 2 (room for <pad> and <unk>), got {max_tokens}"
-            )
-        if min_count < 1:
-            raise ValueError(f"min_count must be >= 1, got {min_count}")
+        if max_tokens is not None:
+            max_tokens = check_int("max_tokens", max_tokens, minimum=2)  # <pad> and <unk>
+        min_count = check_int("min_count", min_count, minimum=1)
         counts = collections.Counter(
             itertools.chain.from_iterable(map(tokenize, _check_texts(texts, "texts")))
         )
@@ -153,11 +157,12 @@ class Vocabulary:
             `padding_mask(lengths, max_length)` marks the real positions.
 
         Raises:
-            ValueError: if `max_length < 1` or `texts` is a single string.
+            TypeError: if `texts` is a single string or `max_length` is not an integer.
+            ValueError: if `max_length < 1`.
         """
         texts = _check_texts(texts, "texts")
-        if max_length is not None and max_length < 1:
-            raise ValueError(f"max_length must be >= 1 or None, got {max_length}")
+        if max_length is not None:
+            max_length = check_int("max_length", max_length, minimum=1)
         token_lists = [tokenize(t) for t in texts]
         if max_length is None:
             max_length = max(map(len, token_lists), default=0) or 1
@@ -191,7 +196,8 @@ class Vocabulary:
         ids = np.atleast_2d(ids)
         if ids.size and (ids.min() < 0 or ids.max() >= len(self)):
             raise ValueError(
-                f"ids must lie in [0, {len(self)}), got values in [{ids.min()}, {ids.max()}]"
+                f"ids: expected values in [0, {len(self)}), got values in "
+                f"[{ids.min()}, {ids.max()}]"
             )
         if lengths is None:
             keep = ids != PAD_ID

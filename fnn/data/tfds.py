@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from fnn._checks import check_bool, check_choice, check_type
 from fnn.data._common import Splits
 from fnn.data.preprocess import scale_images
 
@@ -135,11 +136,7 @@ def _tensorflow_installed() -> bool:
 
 
 def _spec(name: str) -> TfdsSpec:
-    if name not in TFDS_DATASETS:
-        raise ValueError(
-            f"name must be one of the TFDS datasets {sorted(TFDS_DATASETS)}, got {name!r}"
-        )
-    return TFDS_DATASETS[name]
+    return TFDS_DATASETS[check_choice("name", name, sorted(TFDS_DATASETS))]
 
 
 def _stand_in(name: str) -> str:
@@ -404,23 +401,25 @@ def load_tfds(
         text: <object>[n] arrays of `str`; labels: <int32>[n].
 
     Raises:
-        ValueError: for an unknown name or a bad `split` / `download`.
+        TypeError: for a `split`, `download` or `flatten` of the wrong type.
+        ValueError: for an unknown name, a `split` that is not a pair, or `flatten=True` for
+            a text dataset.
         DataUnavailableError: when the data is not prepared and cannot be downloaded (raised
             within about a second), or the TFDS packages are missing.
     """
     spec = _spec(name)
-    if (
-        not isinstance(split, (tuple, list))
-        or len(split) != 2
-        or not all(isinstance(s, str) for s in split)
-    ):
+    pair = "a pair of TFDS split names like ('train', 'test')"
+    check_type("split", split, tuple | list, pair)
+    if len(split) != 2:
+        raise ValueError(f"split: expected {pair}, got {split!r}")
+    for i, part in enumerate(split):
+        check_type(f"split[{i}]", part, str, "a TFDS split name")
+    check_choice("download", download, (None, True, False))
+    if check_bool("flatten", flatten) and spec.kind != "image":
         raise ValueError(
-            f"split must be a pair of TFDS split names like ('train', 'test'), got {split!r}"
+            f"flatten: expected False for the {spec.kind} dataset {name!r} (True needs images), "
+            "got True"
         )
-    if download not in (None, True, False):
-        raise ValueError(f"download must be None, True or False, got {download!r}")
-    if flatten and spec.kind != "image":
-        raise ValueError(f"flatten=True needs an image dataset, got {name!r} ({spec.kind})")
     tfds = _import_tfds(name)
     builder = _builder(tfds, name, data_dir)
     if not _is_prepared(builder):

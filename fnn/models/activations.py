@@ -5,6 +5,8 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax
 
+from fnn._checks import check_choice, check_type
+
 Activation = Callable[[jax.Array], jax.Array]
 
 ACTIVATIONS: dict[str, Activation] = {
@@ -25,17 +27,10 @@ def get_activation(activation: str | Activation) -> Activation:
         ``"linear"``, or any callable mapping an array to an array of the same shape.
 
     Raises:
-      ValueError: for an unknown name.
       TypeError: for something that is neither a string nor callable.
+      ValueError: for an unknown name.
     """
     if callable(activation):
         return activation
-    if isinstance(activation, str):
-        try:
-            return ACTIVATIONS[activation.lower()]
-        except KeyError:
-            raise ValueError(
-                f"activation: unknown name {activation!r}; expected one of "
-                f"{sorted(ACTIVATIONS)} or a callable"
-            ) from None
-    raise TypeError(f"activation: expected a name or a callable, got {type(activation).__name__}")
+    check_type("activation", activation, str, "a name or a callable")
+    return ACTIVATIONS[check_choice("activation", activation.lower(), sorted(ACTIVATIONS))]

@@ -62,7 +62,8 @@ class CNN(nn.Module):
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         if x.ndim != 4:
             raise ValueError(
-                f"x: CNN expects <float>[batch, height, width, channels], got shape {x.shape}"
+                f"x: expected <float>[batch, height, width, channels] for a CNN, got shape "
+                f"{x.shape}"
             )
         check_unit_interval("dropout", self.dropout)
         act = get_activation(self.activation)

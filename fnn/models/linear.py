@@ -3,6 +3,8 @@
 import flax.linen as nn
 import jax
 
+from fnn._checks import check_int
+
 
 def flatten(x: jax.Array) -> jax.Array:
     """Flattens every axis but the leading batch axis: ``[B, ...] -> [B, prod(...)]``."""
@@ -41,6 +43,5 @@ class LogisticRegression(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         del train
-        if self.classes < 2:
-            raise ValueError(f"classes: expected >= 2, got {self.classes}")
+        check_int("classes", self.classes, minimum=2)
         return nn.Dense(1 if self.classes == 2 else self.classes)(flatten(x))

@@ -11,14 +11,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from fnn._checks import check_choice, check_type, describe
+
 CELLS = {"simple": nn.SimpleCell, "rnn": nn.SimpleCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}
 
 
 def _cell_class(cell: str) -> type[nn.RNNCellBase]:
-    try:
-        return CELLS[cell.lower()]
-    except (KeyError, AttributeError):
-        raise ValueError(f"cell: unknown {cell!r}; expected one of {sorted(CELLS)}") from None
+    check_type("cell", cell, str, "a cell name")
+    return CELLS[check_choice("cell", cell.lower(), sorted(CELLS))]
 
 
 def last_valid(outputs: jax.Array, lengths: jax.Array | None) -> jax.Array:
@@ -68,7 +68,8 @@ class Recurrent(nn.Module):
         del train
         if x.ndim != 3:
             raise ValueError(
-                f"x: recurrent models expect <float>[batch, time, features], got shape {x.shape}"
+                f"x: expected <float>[batch, time, features] for a recurrent model, got shape "
+                f"{x.shape}"
             )
         cell_class = _cell_class(self.cell)
         widths = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
@@ -129,11 +130,10 @@ class TextClassifier(nn.Module):
 
     @nn.compact
     def __call__(self, ids: jax.Array, *, train: bool = False) -> jax.Array:
-        if ids.ndim != 2 or not jnp.issubdtype(ids.dtype, jnp.integer):
-            raise ValueError(
-                f"ids: TextClassifier expects <int>[batch, time] token ids, got "
-                f"{ids.dtype}{list(ids.shape)}"
-            )
+        if not jnp.issubdtype(ids.dtype, jnp.integer):
+            raise TypeError(f"ids: expected <int>[batch, time] token ids, got {describe(ids)}")
+        if ids.ndim != 2:
+            raise ValueError(f"ids: expected <int>[batch, time] token ids, got {describe(ids)}")
         lengths = jnp.maximum(jnp.sum(ids != self.pad_id, axis=1), 1)  # [B]
         x = nn.Embed(self.vocab_size, self.embed_dim)(ids)  # [B, T, E]
         x = Recurrent(self.hidden, cell=self.cell)(x, lengths=lengths, train=train)

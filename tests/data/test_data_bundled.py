@@ -79,5 +79,5 @@ def test_digits_images_and_vectors():
 def test_test_size_option():
     (x_train, _), (x_test, _) = fnn.data.load("iris", test_size=0.5)
     assert x_train.shape[0] == x_test.shape[0] == 75
-    with pytest.raises(ValueError, match=r"test_size must be a number in \(0.0, 1.0\), got 1.0"):
+    with pytest.raises(ValueError, match=r"test_size: expected a number in \(0, 1\), got 1.0"):
         fnn.data.load("iris", test_size=1.0)

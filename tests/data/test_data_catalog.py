@@ -32,8 +32,10 @@ def test_list_datasets():
     assert set(names) == {
         n for s in ("bundled", "synthetic", "tfds") for n in fnn.data.list_datasets(s)
     }
-    with pytest.raises(ValueError, match=r"source must be None or one of \('bundled'"):
+    with pytest.raises(ValueError, match=r"source: expected one of \[None, 'bundled'.*got 'web'"):
         fnn.data.list_datasets("web")
+    with pytest.raises(TypeError, match=r"source: expected one of \[None, 'bundled'.*got 3"):
+        fnn.data.list_datasets(3)
 
 
 @pytest.mark.parametrize(
@@ -71,7 +73,7 @@ def test_info_tfds():
 
 
 def test_unknown_name_lists_known_ones():
-    with pytest.raises(ValueError, match=r"name must be one of \[.*'iris'.*\], got 'irises'"):
+    with pytest.raises(ValueError, match=r"name: expected one of \[.*'iris'.*\], got 'irises'"):
         fnn.data.load("irises")
     with pytest.raises(ValueError, match="got 'nope'"):
         fnn.data.info("nope")
@@ -81,7 +83,9 @@ def test_unknown_name_lists_known_ones():
 
 def test_unknown_option_is_named():
     with pytest.raises(
-        ValueError, match=r"load\('iris'\) got unknown option\(s\) \['n_train'\]; .*'test_size'"
+        ValueError,
+        match=r"options: expected options of load\('iris'\) among \['test_size'\].*"
+        r"got unknown \['n_train'\]",
     ):
         fnn.data.load("iris", n_train=10)
 

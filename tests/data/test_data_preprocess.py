@@ -46,9 +46,9 @@ def test_standardizer_inverse_and_shape_check():
     x_train, x_test = _halves_with_different_means()
     scaler = Standardizer.fit(x_train)
     np.testing.assert_allclose(scaler.inverse(scaler(x_test)), x_test, rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match=r"x must have shape \[n, \*\(3,\)\]"):
+    with pytest.raises(ValueError, match=r"x: expected shape \[n, \*\(3,\)\]"):
         scaler(np.zeros((4, 2)))
-    with pytest.raises(ValueError, match="x_train"):
+    with pytest.raises(ValueError, match=r"x_train: expected shape \[n, \*features\]"):
         Standardizer.fit(np.zeros((0, 3)))
 
 
@@ -60,7 +60,7 @@ def test_min_max_scale_uses_train_range():
     np.testing.assert_allclose(s_test, [[2.0, 0.5]])  # outside [0, 1]: no leakage, no clipping
     (s,) = min_max_scale(x_train, feature_range=(-1.0, 1.0))
     np.testing.assert_allclose(s, [[-1.0, -1.0], [1.0, 1.0]])
-    with pytest.raises(ValueError, match="feature_range"):
+    with pytest.raises(ValueError, match="feature_range: expected .*low < high"):
         min_max_scale(x_train, feature_range=(1.0, 0.0))
 
 
@@ -70,7 +70,7 @@ def test_scale_images():
     assert scaled.dtype == np.float32 and scaled.shape == images.shape
     np.testing.assert_allclose(scaled.ravel(), [0.0, 0.2, 0.8, 1.0], rtol=1e-6)
     np.testing.assert_allclose(scale_images(np.array([16.0]), max_value=16), [1.0])
-    with pytest.raises(ValueError, match="max_value"):
+    with pytest.raises(ValueError, match="max_value: expected a number > 0, got 0"):
         scale_images(images, max_value=0)
 
 
@@ -79,9 +79,9 @@ def test_one_hot():
     np.testing.assert_array_equal(encoded, np.eye(4, dtype=np.float32)[[2, 0, 1]])
     assert encoded.dtype == np.float32
     assert one_hot(np.array([1, 2])).shape == (2, 3)
-    with pytest.raises(ValueError, match=r"labels must lie in \[0, num_classes=2\)"):
+    with pytest.raises(ValueError, match=r"labels: expected class ids in \[0, num_classes=2\)"):
         one_hot(np.array([0, 2]), 2)
-    with pytest.raises(ValueError, match="labels must be integers"):
+    with pytest.raises(TypeError, match="labels: expected integer class ids, got dtype float64"):
         one_hot(np.array([0.5]))
 
 
@@ -117,12 +117,18 @@ def test_split_indices_regression_and_errors():
     assert len(held) == 3 and len(set(keep) | set(held)) == 10
     keep, held = split_indices(np.linspace(0, 1, 10), fraction=0.5)  # floats: not stratified
     assert len(held) == 5
-    with pytest.raises(ValueError, match="stratify=True needs integer class labels"):
+    with pytest.raises(ValueError, match="stratify: expected integer class labels"):
         split_indices(np.linspace(0, 1, 10), fraction=0.5, stratify=True)
-    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\), got 1.5"):
+    with pytest.raises(ValueError, match=r"fraction: expected a number in \(0, 1\), got 1.5"):
         split_indices(10, fraction=1.5)
-    with pytest.raises(ValueError, match="at least 2 examples"):
+    with pytest.raises(ValueError, match="n_or_labels: expected at least 2 examples"):
         split_indices(1, fraction=0.5)
+    with pytest.raises(TypeError, match="fraction: expected a number in"):
+        split_indices(10, fraction="0.5")
+    with pytest.raises(TypeError, match="n_or_labels: expected an integer, got True"):
+        split_indices(True, fraction=0.5)
+    with pytest.raises(TypeError, match="stratify: expected True or False, got 'yes'"):
+        split_indices(np.arange(10), fraction=0.5, stratify="yes")
 
 
 def test_train_val_split():
@@ -132,5 +138,7 @@ def test_train_val_split():
     assert x_tr.shape == (16, 2) and x_val.shape == (4, 2)
     np.testing.assert_array_equal(np.bincount(y_val), [2, 2])
     np.testing.assert_array_equal(x_tr[:, 0] // 2 % 2, y_tr)  # rows stay paired with labels
-    with pytest.raises(ValueError, match="same number of examples"):
+    with pytest.raises(ValueError, match=r"y: expected 20 examples \(as many as x\), got 5"):
         train_val_split(x, y[:5])
+    with pytest.raises(ValueError, match=r"val_fraction: expected a number in \(0, 1\), got 0"):
+        train_val_split(x, y, val_fraction=0)

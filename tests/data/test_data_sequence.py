@@ -29,17 +29,19 @@ def test_windows_horizon_and_stride(window, horizon, stride):
 
 
 def test_windows_errors():
-    with pytest.raises(ValueError, match=r"series must be 1-D"):
+    with pytest.raises(ValueError, match=r"series: expected a 1-D array \[T\]"):
         make_windows(np.zeros((4, 2)), 2)
-    with pytest.raises(ValueError, match="window must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="window: expected an integer >= 1, got 0"):
         make_windows(np.zeros(4), 0)
-    with pytest.raises(ValueError, match="too short"):
+    with pytest.raises(ValueError, match="series: expected window [+] horizon = 5 values or more"):
         make_windows(np.zeros(4), 4)
+    with pytest.raises(TypeError, match="stride: expected an integer >= 1, got 1.0"):
+        make_windows(np.zeros(4), 2, stride=1.0)
 
 
 def test_split_series_in_time():
     train, test = split_series(np.arange(10), test_fraction=0.3)
     np.testing.assert_array_equal(train, np.arange(7))
     np.testing.assert_array_equal(test, [7, 8, 9])
-    with pytest.raises(ValueError, match="test_fraction"):
+    with pytest.raises(ValueError, match=r"test_fraction: expected a number in \(0, 1\), got 0.0"):
         split_series(np.arange(10), test_fraction=0.0)

@@ -58,7 +58,9 @@ def test_make_series():
     assert series.shape == (5000,) and series.dtype == np.float32
     assert 0.8 < series.std() < 1.2  # normalised to unit variance
     np.testing.assert_array_equal(series, fnn.data.make_series("ar2", 5000, noise=0.0, seed=1))
-    with pytest.raises(ValueError, match=r"kind must be one of \('sine', 'sum_of_sines', 'ar2'\)"):
+    with pytest.raises(
+        ValueError, match=r"kind: expected one of \['sine', 'sum_of_sines', 'ar2'\]"
+    ):
         fnn.data.make_series("cosine", 10)
 
 
@@ -113,14 +115,35 @@ def test_synthetic_reviews_feed_the_text_pipeline():
 @pytest.mark.parametrize(
     "name,options,match",
     [
-        ("linear_regression", {"n_train": 0}, "n_train must be an integer >= 1, got 0"),
-        ("blobs", {"std": 0.0}, r"std must be a number in \(0.0, inf\), got 0.0"),
-        ("sine", {"window": 0}, "window must be an integer >= 1, got 0"),
-        ("sine", {"length": 50, "window": 20}, "leaves 10 test values"),
-        ("synthetic_mnist", {"max_shift": 4}, r"max_shift must be in \[0, 3\]"),
-        ("synthetic_reviews", {"flip_rate": 0.6}, "flip_rate must be"),
+        ("linear_regression", {"n_train": 0}, "n_train: expected an integer >= 1, got 0"),
+        ("blobs", {"std": 0.0}, r"std: expected a number > 0, got 0.0"),
+        ("sine", {"window": 0}, "window: expected an integer >= 1, got 0"),
+        ("sine", {"length": 50, "window": 20}, "length: expected .*leaves 10 test values"),
+        ("synthetic_mnist", {"max_shift": 4}, r"max_shift: expected an integer in \[0, 3\], got 4"),
+        ("synthetic_reviews", {"flip_rate": 0.6}, r"flip_rate: expected a number in \[0, 0.5\)"),
     ],
 )
 def test_bad_options(name, options, match):
     with pytest.raises(ValueError, match=match):
         fnn.data.load(name, **options)
+
+
+@pytest.mark.parametrize(
+    "name,options,match",
+    [
+        ("linear_regression", {"n_train": True}, "n_train: expected an integer >= 1, got True"),
+        ("xor", {"noise": "0.1"}, "noise: expected a number >= 0, got '0.1'"),
+        ("sine", {"window": 2.0}, "window: expected an integer >= 1, got 2.0"),
+        ("synthetic_mnist", {"flatten": "yes"}, "flatten: expected True or False, got 'yes'"),
+    ],
+)
+def test_options_of_the_wrong_type(name, options, match):
+    with pytest.raises(TypeError, match=match):
+        fnn.data.load(name, **options)
+
+
+def test_make_series_argument_types():
+    with pytest.raises(TypeError, match=r"kind: expected one of \[.*\], got 3"):
+        fnn.data.make_series(3, 10)
+    with pytest.raises(TypeError, match="length: expected an integer >= 1, got 10.0"):
+        fnn.data.make_series("sine", 10.0)

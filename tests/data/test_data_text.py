@@ -77,14 +77,20 @@ def test_max_tokens_and_min_count():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match="max_tokens must be >= 2"):
+    with pytest.raises(ValueError, match="max_tokens: expected an integer >= 2, got 1"):
         Vocabulary.build(TRAIN, max_tokens=1)
-    with pytest.raises(ValueError, match="texts must be a sequence of strings, got a single str"):
+    with pytest.raises(TypeError, match="texts: expected a sequence of strings, got a single str"):
         Vocabulary.build("one text")
     vocab = Vocabulary.build(TRAIN)
-    with pytest.raises(ValueError, match="max_length must be >= 1"):
+    with pytest.raises(ValueError, match="max_length: expected an integer >= 1, got 0"):
         vocab.encode(TRAIN, max_length=0)
-    with pytest.raises(ValueError, match="ids must lie in"):
+    with pytest.raises(ValueError, match=r"ids: expected values in \[0, "):
         vocab.decode(np.array([[len(vocab)]]))
-    with pytest.raises(ValueError, match="tokens must start with"):
+    with pytest.raises(
+        ValueError, match=r"tokens: expected \('<pad>', '<unk>', ...\) at the start"
+    ):
         Vocabulary(tokens=("a", "b"))
+    with pytest.raises(ValueError, match=r"tokens: expected unique tokens, got repeated \['a'\]"):
+        Vocabulary(tokens=("<pad>", "<unk>", "a", "a"))
+    with pytest.raises(TypeError, match="min_count: expected an integer >= 1, got 1.5"):
+        Vocabulary.build(TRAIN, min_count=1.5)

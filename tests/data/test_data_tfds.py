@@ -138,11 +138,15 @@ def test_is_available(tmp_path):
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match=r"split must be a pair of TFDS split names"):
+    with pytest.raises(TypeError, match=r"split: expected a pair of TFDS split names"):
         fnn.data.load("mnist", split="train")
-    with pytest.raises(ValueError, match="download must be None, True or False, got 'yes'"):
+    with pytest.raises(ValueError, match=r"split: expected a pair of TFDS split names"):
+        fnn.data.load("mnist", split=("train", "test", "validation"))
+    with pytest.raises(
+        TypeError, match=r"download: expected one of \[None, True, False\], got 'yes'"
+    ):
         fnn.data.load("mnist", download="yes")
-    with pytest.raises(ValueError, match="flatten=True needs an image dataset"):
+    with pytest.raises(ValueError, match="flatten: expected False for the text dataset"):
         fnn.data.load("imdb_reviews", flatten=True)
 
 
