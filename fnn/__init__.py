@@ -14,10 +14,12 @@ from fnn import metrics as metrics
 from fnn import models as models
 from fnn import optim as optim
 from fnn.plot import plot_history as plot_history
+from fnn.train import Callback as Callback
 from fnn.train import Checkpoint as Checkpoint
 from fnn.train import EarlyStopping as EarlyStopping
 from fnn.train import History as History
 from fnn.train import NonFiniteLossError as NonFiniteLossError
+from fnn.train import Strategy as Strategy
 from fnn.train import TrainState as TrainState
 from fnn.train import evaluate as evaluate
 from fnn.train import fit as fit
@@ -26,10 +28,12 @@ from fnn.train import predict as predict
 __version__ = "0.1.0"
 
 __all__ = [
+    "Callback",
     "Checkpoint",
     "EarlyStopping",
     "History",
     "NonFiniteLossError",
+    "Strategy",
     "TrainState",
     "data",
     "evaluate",

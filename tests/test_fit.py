@@ -10,7 +10,7 @@ import pytest
 import fnn
 from fnn import models, optim
 from fnn.train import train_step
-from fnn.train.loop import Plan, epoch_indices
+from fnn.train.plan import Plan, epoch_indices
 
 jit_step = jax.jit(train_step, static_argnames=("loss_fn", "metrics"))
 
@@ -96,20 +96,20 @@ def test_same_seed_gives_identical_parameters():
 
 
 def test_short_epochs_are_dispatched_one_ahead_with_the_same_result(monkeypatch):
-    from fnn.train import loop
+    from fnn.train import executors, loop
 
     dispatched, finished = [], []
-    real_call, real_finish = loop._Fused.__call__, loop._finish_epoch
+    real_run, real_finish = executors.FusedRunner.run, loop._finish_epoch
 
-    def call(self, state, root, epoch, **kwargs):
+    def call(self, state, epoch, **kwargs):
         dispatched.append(int(epoch))
-        return real_call(self, state, root, epoch, **kwargs)
+        return real_run(self, state, epoch, **kwargs)
 
     def finish(current, *args):
         finished.append((current.epoch, len(dispatched)))
         return real_finish(current, *args)
 
-    monkeypatch.setattr(loop._Fused, "__call__", call)
+    monkeypatch.setattr(executors.FusedRunner, "run", call)
     monkeypatch.setattr(loop, "_finish_epoch", finish)
     x, y = small_problem()
     ahead, h_ahead = run(x, y, epochs=4, seed=2)
@@ -136,19 +136,19 @@ def test_short_epochs_are_dispatched_one_ahead_with_the_same_result(monkeypatch)
 
 
 @pytest.mark.parametrize("seed", [0, 5, 2**31 - 1, -1, -(2**31), 2**31, 2**40 + 3, -(2**35)])
-def test_root_key_is_the_key_of_the_seed(seed):
-    from fnn.train.loop import _root_key
+def test_shuffle_key_is_the_key_of_the_seed(seed):
+    from fnn.train.loop import _shuffle_key_data
 
     expected = jax.random.key_data(jax.random.key(seed))
-    np.testing.assert_array_equal(_root_key(seed), expected)
+    np.testing.assert_array_equal(_shuffle_key_data(seed), expected)
 
 
 def test_later_epochs_skip_the_program_lookup(monkeypatch):
-    from fnn.train import loop
+    from fnn.train import programs
 
     lookups = []
-    real = loop._signature
-    monkeypatch.setattr(loop, "_signature", lambda args: lookups.append(1) or real(args))
+    real = programs.signature
+    monkeypatch.setattr(programs, "signature", lambda args: lookups.append(1) or real(args))
     x, y = small_problem()
     state, history = run(x, y, epochs=5)
     # Epoch 1 looks up the program for the given state, epoch 2 the one for its outputs; the
@@ -211,8 +211,8 @@ def test_masked_remainder_is_exactly_the_mean_of_the_real_examples():
     )
     assert history["steps"] == [3]  # 4 + 4 + 2 real examples
     plan = Plan.make(10, 4, drop_remainder=False, shuffle=True)
-    root = jax.random.key_data(jax.random.key(3))  # seed 3, epoch 1
-    idx, mask = map(np.asarray, epoch_indices(root, np.int32(1), plan))
+    key = jax.random.key(3)  # seed 3, epoch 1
+    idx, mask = map(np.asarray, epoch_indices(key, np.int32(1), plan))
     assert mask.sum(axis=1).tolist() == [4, 4, 2]
     reference = fresh(x, model)
     for row, row_mask in zip(idx, mask, strict=True):
@@ -236,7 +236,7 @@ def test_no_recompilation_after_the_first_epoch(compiles):
     state, history = fnn.fit(
         state, x, y, loss="cross_entropy", batch_size=8, epochs=4, metrics=["accuracy"], verbose=0
     )
-    assert compiles.count("_fused_epoch") == 1, compiles.names()
+    assert compiles.count("fused_epoch") == 1, compiles.names()
     assert history.compile_time[0] > 0 and history.compile_time[1:] == [0.0, 0.0, 0.0]
     # A second fit with the same configuration compiles nothing at all.
     before = compiles.count()
@@ -249,7 +249,7 @@ def test_no_recompilation_after_the_first_epoch(compiles):
 def test_unfused_loop_compiles_its_step_once(compiles):
     x, y = small_problem(n=20)
     run(x, y, batch_size=6, epochs=3, fused=False)  # 3 full batches and a padded one
-    assert compiles.count("_single") == 1, compiles.names()
+    assert compiles.count("single_step") == 1, compiles.names()
 
 
 def test_history_fields_and_exports(tmp_path):
@@ -322,7 +322,7 @@ def test_convolutions_on_cpu_dispatch_one_step_per_batch(compiles):
     fused, hf = fnn.fit(
         fresh(x, model), x, y, loss="cross_entropy", batch_size=5, epochs=2, verbose=0
     )
-    assert compiles.count("_indexed_step") == 1 and compiles.count("_fused_epoch") == 0
+    assert compiles.count("indexed_step") == 1 and compiles.count("fused_epoch") == 0
     unfused, hu = fnn.fit(
         fresh(x, model), x, y, loss="cross_entropy", batch_size=5, epochs=2, verbose=0, fused=False
     )
@@ -337,7 +337,7 @@ def test_streamed_convolutions_on_cpu_dispatch_one_step_per_batch(compiles):
     model = models.CNN(3, channels=(2,), dense=(4,))
     kwargs = dict(loss="cross_entropy", batch_size=4, epochs=2, verbose=0)
     streamed, hs = fnn.fit(fresh(x, model), x, y, steps_per_chunk=3, **kwargs)  # 2 chunks of 3
-    assert compiles.count("_chunk_step") == 1 and compiles.count("jit(_chunk)") == 0
+    assert compiles.count("chunk_step") == 1 and compiles.count("jit(chunk)") == 0
     in_memory, hm = fnn.fit(fresh(x, model), x, y, **kwargs)
     assert_trees_close(streamed.params, in_memory.params)
     np.testing.assert_allclose(hs["loss"], hm["loss"], rtol=1e-5)

@@ -73,8 +73,16 @@ CASES = {
     "batch_too_big": (dict(batch_size=21), ValueError, r"batch_size: .*got 21"),
     "batch_float": (dict(batch_size=2.5), TypeError, r"batch_size: expected an integer or 'full'"),
     "epochs_zero": (dict(epochs=0), ValueError, r"epochs: expected an integer >= 1, got 0"),
-    "unknown_loss": (dict(loss="hinge"), ValueError, r"loss: unknown 'hinge'; expected"),
-    "unknown_metric": (dict(metrics=["auc"]), ValueError, r"metrics: unknown metric 'auc'"),
+    "unknown_loss": (
+        dict(loss="hinge"),
+        ValueError,
+        r"loss: expected one of \[.*'cross_entropy'.*\], got 'hinge'",
+    ),
+    "unknown_metric": (
+        dict(metrics=["auc"]),
+        ValueError,
+        r"metrics: expected one of \[.*'accuracy'.*\], got 'auc'",
+    ),
     "bad_validation_pair": (
         dict(validation_data=(X[:5], Y[:4])),
         ValueError,
@@ -85,7 +93,7 @@ CASES = {
         ValueError,
         r"validation_data\[1\]: labels must lie in \[0, 3\)",
     ),
-    "bad_callback": (dict(callbacks=[print]), TypeError, "callbacks: expected fnn.callbacks"),
+    "bad_callback": (dict(callbacks=[print]), TypeError, "callbacks: expected fnn.Callback values"),
     "mse_shape": (
         dict(loss="mse", y=np.ones((20, 2), np.float32)),
         ValueError,

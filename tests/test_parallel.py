@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent(
     import jax
     import numpy as np
     import fnn
-    from fnn.train import loop
+    from fnn.train import programs
 
     assert jax.device_count() == 8, jax.devices()
     rng = np.random.default_rng(0)
@@ -31,9 +31,9 @@ SCRIPT = textwrap.dedent(
                        metrics=["accuracy"], verbose=0, devices=devices, fused=fused)
 
     for batch_size in [32, 1, "full", 20]:
-        loop._CACHE.clear()
+        programs.clear_cache()
         many, h_many = train(None, batch_size)
-        texts = [exe.as_text() for exe in loop._CACHE.values()]
+        texts = [exe.as_text() for exe in programs.cached_programs()]
         one, h_one = train(jax.devices()[:1], batch_size)
         diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(
             jax.tree_util.tree_leaves(many.params), jax.tree_util.tree_leaves(one.params)))

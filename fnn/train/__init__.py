@@ -1,14 +1,24 @@
-"""Training: state, pure steps, the fit / evaluate / predict driver, callbacks, checkpoints."""
+"""Training: the state, pure steps, the fit / evaluate / predict driver, callbacks, checkpoints.
+
+Modules, each with one job: ``state`` (TrainState), ``model`` (the model seam), ``step`` (pure
+train / eval / predict steps), ``plan`` (batches of an epoch), ``programs`` (the compiled
+bodies and their cache), ``sources`` (the data seam), ``executors`` (strategies and epoch
+runners), ``inference`` (evaluate, predict), ``loop`` (fit), ``validate`` (input checks),
+``callbacks``, ``checkpoint`` (Orbax), ``history``.
+"""
 
 from fnn.train.callbacks import Callback as Callback
 from fnn.train.callbacks import Checkpoint as Checkpoint
 from fnn.train.callbacks import EarlyStopping as EarlyStopping
 from fnn.train.callbacks import Run as Run
+from fnn.train.executors import Strategy as Strategy
 from fnn.train.history import History as History
+from fnn.train.inference import evaluate as evaluate
+from fnn.train.inference import predict as predict
 from fnn.train.loop import NonFiniteLossError as NonFiniteLossError
-from fnn.train.loop import evaluate as evaluate
 from fnn.train.loop import fit as fit
-from fnn.train.loop import predict as predict
+from fnn.train.model import LinenModel as LinenModel
+from fnn.train.model import Model as Model
 from fnn.train.state import TrainState as TrainState
 from fnn.train.step import eval_step as eval_step
 from fnn.train.step import predict_step as predict_step
@@ -20,8 +30,11 @@ __all__ = [
     "Checkpoint",
     "EarlyStopping",
     "History",
+    "LinenModel",
+    "Model",
     "NonFiniteLossError",
     "Run",
+    "Strategy",
     "TrainState",
     "eval_step",
     "evaluate",

@@ -15,8 +15,9 @@ def _arrays(state: TrainState) -> dict[str, Any]:
     return {
         "step": state.step,
         "params": state.params,
+        "model_state": state.model_state,
         "opt_state": state.opt_state,
-        "rng": state.rng,
+        "key_data": state.key_data,
     }
 
 

@@ -20,10 +20,15 @@ class History:
 
     ``history["loss"]`` is the list of one field over epochs; ``history.records`` the records.
     ``stop_reason`` says why training ended early (early stopping, non-finite loss), else None.
+    ``strategy`` names how the epochs ran (``fnn.train.executors.Strategy``: ``"fused"``,
+    ``"stepwise"``, ``"streamed"``, ``"streamed_stepwise"`` or ``"unfused"``) and
+    ``strategy_reason`` why, with its settings (scan unrolling, batches per chunk).
     """
 
     records: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: str | None = None
+    strategy: str | None = None
+    strategy_reason: str | None = None
 
     def append(self, record: dict[str, Any]) -> None:
         self.records.append(dict(record))
@@ -54,14 +59,24 @@ class History:
         return self["compile_time"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"records": self.records, "stop_reason": self.stop_reason}
+        return {
+            "records": self.records,
+            "stop_reason": self.stop_reason,
+            "strategy": self.strategy,
+            "strategy_reason": self.strategy_reason,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "History":
-        return cls(records=[dict(r) for r in data["records"]], stop_reason=data.get("stop_reason"))
+        return cls(
+            records=[dict(r) for r in data["records"]],
+            stop_reason=data.get("stop_reason"),
+            strategy=data.get("strategy"),
+            strategy_reason=data.get("strategy_reason"),
+        )
 
     def to_json(self, path: str | os.PathLike) -> None:
-        """Writes ``{"records": [...], "stop_reason": ...}`` to ``path``."""
+        """Writes :meth:`to_dict` (records, stop reason, strategy) to ``path`` as JSON."""
         with open(path, "w") as f:
             json.dump(self.to_dict(), f, indent=1)
 

@@ -1,63 +1,35 @@
 """The training state: one pytree holding everything that changes during training."""
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
+from fnn.train.model import LinenModel, Model, as_model
+
 PRNGKey = jax.Array
 
 
-class ModelApply:
-    """``model.apply`` as a value: equal models give equal (and equally hashed) functions.
-
-    A bound method compares its ``__self__`` by identity, so two equal models would look like
-    different static arguments to ``jax.jit`` and every new ``TrainState`` would compile anew.
-    """
-
-    def __init__(self, model: nn.Module):
-        self.model = model
-
-    def __call__(self, *args, **kwargs):
-        return self.model.apply(*args, **kwargs)
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, ModelApply) and self.model == other.model
-
-    def __hash__(self) -> int:
-        return hash(self.model)
-
-    def __repr__(self) -> str:
-        return f"ModelApply({self.model!r})"
-
-
-@functools.lru_cache(maxsize=64)
-def _jitted_init(model: nn.Module) -> Callable:
-    """``model.init`` as one compiled program (eager init compiles every initializer), cached
-    per model so equal models share it."""
-    return jax.jit(functools.partial(model.init, train=False))
-
-
 class TrainState(struct.PyTreeNode):
-    """Parameters, optimizer state, step counter and random key of one training run.
+    """Parameters, model state, optimizer state, step counter and random key of one run.
 
-    ``apply_fn`` and ``tx`` are static (not leaves), so the state passes through ``jax.jit``,
+    ``model`` and ``tx`` are static (not leaves), so the state passes through ``jax.jit``,
     ``lax.scan`` and Orbax checkpoints as plain arrays.
 
     Attributes:
       step: ``<int32>[]`` number of optimizer updates applied so far.
       params: the model's parameter pytree.
+      model_state: the model's other collections (e.g. ``{"batch_stats": ...}``; ``{}`` when it
+        has none), updated by the train step and only read in eval mode.
       opt_state: the optimizer's state pytree.
-      rng: ``<uint32>[2]`` raw key data of the run's root key (see :meth:`key`). The key of step
+      key_data: ``<uint32>[2]`` raw data of the run's key (see :attr:`key`). The key of step
         ``s`` is ``fold_in(key, s)``, so the random stream never depends on how steps are grouped
-        into epochs, chunks or resumed runs.
-      apply_fn: the model's ``apply``, called as
-        ``apply_fn({"params": p}, x, train=..., rngs=...)``.
+        into epochs, chunks or resumed runs. Stored raw so the state copies to NumPy and
+        checkpoints as plain arrays.
+      model: the model behind the seam (``fnn.train.model``), e.g. a ``LinenModel``.
       tx: the ``optax.GradientTransformation``.
       input_shape: shape of one example (without the batch axis) of the input given to
         :meth:`create`; ``fit`` checks inputs against its rank before any tracing.
@@ -65,16 +37,17 @@ class TrainState(struct.PyTreeNode):
 
     step: jax.Array
     params: Any
+    model_state: Any
     opt_state: optax.OptState
-    rng: jax.Array
-    apply_fn: Callable[..., Any] = struct.field(pytree_node=False)
+    key_data: jax.Array
+    model: Model = struct.field(pytree_node=False)
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
     input_shape: tuple[int, ...] | None = struct.field(pytree_node=False, default=None)
 
     @classmethod
     def create(
         cls,
-        model: nn.Module,
+        model: Any,
         optimizer: optax.GradientTransformation,
         example_input: jax.Array,
         *,
@@ -84,7 +57,8 @@ class TrainState(struct.PyTreeNode):
         """Initialises ``model`` on ``example_input`` and the optimizer on its parameters.
 
         Args:
-          model: a Flax linen module called as ``model(x, train=...)``.
+          model: a Flax linen module called as ``model(x, train=...)``, or any object with the
+            model seam's ``init`` and ``apply`` (see ``fnn.train.model``).
           optimizer: an ``optax.GradientTransformation`` (e.g. ``fnn.optim.adam(1e-3)``).
           example_input: a batch shaped like the training inputs, e.g. ``x_train[:1]``;
             only its shape and dtype matter.
@@ -94,8 +68,7 @@ class TrainState(struct.PyTreeNode):
         Returns:
           A state at step 0.
         """
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model: expected a flax.linen.Module, got {type(model).__name__}")
+        model = as_model(model)
         if not isinstance(optimizer, optax.GradientTransformation):
             raise TypeError(
                 f"optimizer: expected an optax.GradientTransformation, got "
@@ -112,22 +85,33 @@ class TrainState(struct.PyTreeNode):
                 f"example_input: expected a batch [batch >= 1, ...], "
                 f"got shape {example_input.shape}"
             )
-        variables = _jitted_init(model)(init_key, example_input)
-        params = variables["params"]
+        params, model_state = model.init(init_key, example_input)
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,
+            model_state=model_state,
             opt_state=optimizer.init(params),
-            rng=jax.random.key_data(run_key),
-            apply_fn=ModelApply(model),
+            key_data=jax.random.key_data(run_key),
+            model=model,
             tx=optimizer,
             input_shape=tuple(example_input.shape[1:]),
         )
 
     @property
     def key(self) -> PRNGKey:
-        """The run's root key as a typed PRNG key."""
-        return jax.random.wrap_key_data(self.rng)
+        """The run's key as a typed PRNG key."""
+        return jax.random.wrap_key_data(self.key_data)
+
+    @property
+    def apply_fn(self) -> Callable[..., Any]:
+        """The linen module's ``apply``, as on Flax's own ``TrainState``: called as
+        ``state.apply_fn({"params": state.params, **state.model_state}, x, train=False)``."""
+        if not isinstance(self.model, LinenModel):
+            raise AttributeError(
+                f"apply_fn: only a linen model has one; this state's model is a "
+                f"{type(self.model).__name__} (call state.model.apply)"
+            )
+        return self.model.module.apply
 
     def step_key(self) -> PRNGKey:
         """The key of the current step: ``fold_in(key, step)``."""

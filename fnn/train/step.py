@@ -60,25 +60,28 @@ def train_step(
       metrics: metric names or ``fnn.metrics.Metric`` values to accumulate.
 
     Returns:
-      ``(new_state, sums)``: the state after one update, and the sums of the loss and metrics
-      computed on the predictions made *before* the update (with dropout active).
+      ``(new_state, sums)``: the state after one update (and the model state the train-mode
+      forward pass produced), and the sums of the loss and metrics computed on the predictions
+      made *before* the update (with dropout active).
     """
     loss_fn = get_loss(loss_fn)
     metrics = metrics_lib.get_metrics(metrics)
     x, y, mask = _unpack(batch)
-    dropout_key = state.step_key()
+    step_key = state.step_key()
 
     def objective(params):
-        predictions = state.apply_fn(
-            {"params": params}, x, train=True, rngs={"dropout": dropout_key}
+        predictions, model_state = state.model.apply(
+            params, state.model_state, x, train=True, key=step_key
         )
         values = loss_fn(predictions, y)
         total = jnp.sum(jnp.where(mask > 0, values * mask, 0.0))
         mean = total / jnp.maximum(jnp.sum(mask), 1.0)
-        return mean, (values, predictions)
+        return mean, (values, predictions, model_state)
 
-    (_, (values, predictions)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-    return state.apply_gradients(grads), _sums(values, predictions, y, mask, metrics)
+    grad_fn = jax.value_and_grad(objective, has_aux=True)
+    (_, (values, predictions, model_state)), grads = grad_fn(state.params)
+    new_state = state.apply_gradients(grads).replace(model_state=model_state)
+    return new_state, _sums(values, predictions, y, mask, metrics)
 
 
 def eval_step(
@@ -88,13 +91,13 @@ def eval_step(
     loss_fn = get_loss(loss_fn)
     metrics = metrics_lib.get_metrics(metrics)
     x, y, mask = _unpack(batch)
-    predictions = state.apply_fn({"params": state.params}, x, train=False)
+    predictions, _ = state.model.apply(state.params, state.model_state, x, train=False)
     return _sums(loss_fn(predictions, y), predictions, y, mask, metrics)
 
 
 def predict_step(state: TrainState, x: jax.Array) -> jax.Array:
     """The model's outputs on ``x`` in inference mode."""
-    return state.apply_fn({"params": state.params}, x, train=False)
+    return state.model.apply(state.params, state.model_state, x, train=False)[0]
 
 
 def summarize(sums: Mapping[str, Any], metrics: MetricSpec = ()) -> dict[str, Any]:

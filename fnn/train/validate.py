@@ -1,17 +1,28 @@
-"""Checks of user input for fit / evaluate / predict, run on the host before any tracing.
+"""Checks of what fit / evaluate / predict are given, on the host, before anything is traced.
 
-Every failure is a ``ValueError`` or ``TypeError`` whose message starts with the argument's
-name and says what was received and what was expected.
+The argument-level checks themselves live in :mod:`fnn._checks` (one message style, ``"arg:
+expected X, got Y"``; TypeError for a wrong type, ValueError for a wrong value); this module
+adds the checks that need the model or the loss, and :func:`fit_inputs`, which checks
+everything ``fit`` is given in one call.
 """
 
 import functools
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnn import _checks
 from fnn import losses as losses_lib
+from fnn import metrics as metrics_lib
+from fnn.parallel import check_same_everywhere
+from fnn.train.callbacks import Callback
+from fnn.train.executors import Strategy
+from fnn.train.model import ModelFacts, model_facts
 from fnn.train.state import TrainState
 
 
@@ -55,8 +66,8 @@ def check_pair(x: np.ndarray, y: np.ndarray, x_name: str = "x", y_name: str = "y
         )
 
 
-def output_shape(state: TrainState, x: np.ndarray, name: str = "x") -> tuple[int, ...]:
-    """The model's per-example output shape for inputs like ``x``, or a clear error."""
+def facts(state: TrainState, x: np.ndarray, name: str = "x") -> ModelFacts:
+    """The model's :class:`~fnn.train.model.ModelFacts` on inputs like ``x``, or a clear error."""
     expected = state.input_shape
     if expected is not None and x.ndim != len(expected) + 1:
         shape = ", ".join(["n", *map(str, expected)])
@@ -64,26 +75,14 @@ def output_shape(state: TrainState, x: np.ndarray, name: str = "x") -> tuple[int
             f"{name}: expected inputs of rank {len(expected) + 1} ([{shape}], like the example "
             f"given to TrainState.create), got shape {x.shape}"
         )
-    params = jax.tree_util.tree_map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), state.params)
-    leaves, treedef = jax.tree_util.tree_flatten(params)
+    example = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)
     try:
-        return _output_shape(state.apply_fn, treedef, tuple(leaves), x.shape[1:], x.dtype)
+        return model_facts(state.model, state.params, state.model_state, example)
     except Exception as err:
         raise ValueError(
             f"{name}: examples of shape {x.shape[1:]} and dtype {x.dtype} do not fit the model: "
             f"{err}"
         ) from None
-
-
-@functools.lru_cache(maxsize=256)
-def _output_shape(apply_fn, treedef, leaves, example_shape, dtype) -> tuple[int, ...]:
-    """Abstract evaluation of the model (cached: tracing a model costs tens of ms)."""
-    out = jax.eval_shape(
-        lambda p, v: apply_fn({"params": p}, v, train=False),
-        jax.tree_util.tree_unflatten(treedef, leaves),
-        jax.ShapeDtypeStruct((1, *example_shape), dtype),
-    )
-    return tuple(out.shape[1:])
 
 
 def check_targets(loss_fn, y: np.ndarray, out_shape: tuple[int, ...], name: str = "y") -> None:
@@ -127,9 +126,22 @@ def _loss_shape(loss_fn, prediction_shape, target_shape, target_dtype):
     ).shape
 
 
+def check_state(state: Any) -> TrainState:
+    return _checks.check_type("state", state, TrainState, "a fnn.TrainState")
+
+
+def labelled(state: TrainState, x, y, loss_fn, x_name="x", y_name="y"):
+    """Checked ``(x, y, facts)`` of a labelled set for ``state``'s model and ``loss_fn``."""
+    x, y = as_inputs(x_name, x), as_inputs(y_name, y)
+    check_pair(x, y, x_name, y_name)
+    model = facts(state, x, x_name)
+    check_targets(loss_fn, y, model.output_shape, y_name)
+    return x, y, model
+
+
 def check_batch_size(batch_size: Any, n: int, name: str = "batch_size") -> int:
     """Resolves ``"full"`` and checks ``1 <= batch_size <= n``."""
-    if batch_size == "full":
+    if isinstance(batch_size, str) and batch_size == "full":
         return n
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
         raise TypeError(f"{name}: expected an integer or 'full', got {batch_size!r}")
@@ -138,7 +150,148 @@ def check_batch_size(batch_size: Any, n: int, name: str = "batch_size") -> int:
     return int(batch_size)
 
 
-def check_epochs(epochs: Any) -> int:
-    if isinstance(epochs, bool) or not isinstance(epochs, int | np.integer) or epochs < 1:
-        raise ValueError(f"epochs: expected an integer >= 1, got {epochs!r}")
-    return int(epochs)
+def check_devices(devices: Any) -> tuple[jax.Device, ...] | None:
+    """``None`` (all devices) or a non-empty sequence of ``jax.Device``."""
+    if devices is None:
+        return None
+    if isinstance(devices, jax.Device | str) or not isinstance(devices, Sequence):
+        raise TypeError(
+            f"devices: expected a sequence of jax.Device (e.g. jax.devices()[:2]) or None, "
+            f"got {devices!r}"
+        )
+    devices = tuple(devices)
+    for d in devices:
+        if not isinstance(d, jax.Device):
+            raise TypeError(f"devices: expected jax.Device values, got {d!r}")
+    if not devices:
+        raise ValueError("devices: expected at least one device, got an empty sequence")
+    return devices
+
+
+def check_strategy(strategy: Any, fused: Any) -> Strategy | None:
+    """The strategy asked for by ``strategy=`` and the older ``fused=`` flag (None: choose)."""
+    fused = _checks.check_bool("fused", fused)
+    if strategy is not None:
+        names = [s.value for s in Strategy]
+        if isinstance(strategy, Strategy):
+            pass
+        elif isinstance(strategy, str):
+            strategy = Strategy(_checks.check_choice("strategy", strategy, names))
+        else:
+            raise TypeError(f"strategy: expected one of {names} or None, got {strategy!r}")
+        if not fused and strategy is not Strategy.UNFUSED:
+            raise ValueError(
+                f"fused, strategy: fused=False asks for the unfused loop, but strategy="
+                f"{strategy.value!r}; give one of them"
+            )
+        return strategy
+    return None if fused else Strategy.UNFUSED
+
+
+@dataclass(frozen=True)
+class FitInputs:
+    """Everything ``fit`` was given, checked, with the model's facts."""
+
+    loss_fn: losses_lib.LossFn
+    metrics: tuple
+    x: Any  # the caller's jax.Array when checking changed nothing, else the checked copy
+    y: Any
+    facts: ModelFacts
+    validation: tuple[np.ndarray, np.ndarray] | None
+    batch: int
+    epochs: int
+    seed: int
+    shuffle: bool
+    drop_remainder: bool
+    strategy: Strategy | None
+    callbacks: tuple[Callback, ...]
+    verbose: int
+    resume_from: str | None
+    max_device_bytes: int | None
+    steps_per_chunk: int | None
+    unroll: int | None
+    devices: tuple[jax.Device, ...] | None
+    data_bytes: int  # of the training inputs and targets
+
+
+def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metrics, shuffle,
+               seed, drop_remainder, fused, strategy, callbacks, verbose, resume_from,
+               max_device_bytes, steps_per_chunk, unroll, devices) -> FitInputs:  # fmt: skip
+    """Checks every argument of ``fit`` (see there), in one call, before anything compiles."""
+    check_state(state)
+    loss_fn = losses_lib.get_loss(loss)
+    metrics = metrics_lib.get_metrics(metrics)
+    given = (x, y)
+    x, y, model = labelled(state, x, y, loss_fn)
+    validation = None
+    if validation_data is not None:
+        if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+            raise TypeError(
+                f"validation_data: expected a tuple (x_val, y_val), got "
+                f"{type(validation_data).__name__}"
+            )
+        xv, yv, _ = labelled(
+            state, *validation_data, loss_fn, "validation_data[0]", "validation_data[1]"
+        )
+        validation = (xv, yv)
+    same = {"x": x, "y": y}
+    if validation is not None:
+        same.update({"validation_data[0]": validation[0], "validation_data[1]": validation[1]})
+    check_same_everywhere(**same)
+    if callbacks is None or isinstance(callbacks, Callback):
+        raise TypeError(
+            f"callbacks: expected a list of fnn.Callback values (e.g. [fnn.EarlyStopping()]), "
+            f"got {callbacks!r}"
+        )
+    callbacks = tuple(callbacks)
+    for cb in callbacks:
+        _checks.check_type("callbacks", cb, Callback, "fnn.Callback values")
+    if resume_from is not None:
+        _checks.check_type("resume_from", resume_from, str | os.PathLike, "a directory")
+    chunk = steps_per_chunk
+    return FitInputs(
+        loss_fn=loss_fn,
+        metrics=metrics,
+        # The caller's own device array where checking changed nothing (data already on the
+        # device is not copied back and forth), else the checked NumPy copy.
+        x=given[0] if _unchanged(given[0], x) else x,
+        y=given[1] if _unchanged(given[1], y) else y,
+        facts=model,
+        validation=validation,
+        batch=check_batch_size(batch_size, x.shape[0]),
+        epochs=_checks.check_int("epochs", epochs, minimum=1),
+        seed=_checks.check_int("seed", seed),
+        shuffle=_checks.check_bool("shuffle", shuffle),
+        drop_remainder=_checks.check_bool("drop_remainder", drop_remainder),
+        strategy=check_strategy(strategy, fused),
+        callbacks=callbacks,
+        verbose=_checks.check_choice("verbose", verbose, (0, 1, 2)),
+        resume_from=resume_from,
+        max_device_bytes=None
+        if max_device_bytes is None
+        else _checks.check_int("max_device_bytes", max_device_bytes, minimum=1),
+        steps_per_chunk=None
+        if chunk is None
+        else _checks.check_int("steps_per_chunk", chunk, minimum=1),  # fmt: skip
+        unroll=None if unroll is None else _checks.check_int("unroll", unroll, minimum=1),
+        devices=check_devices(devices),
+        data_bytes=x.nbytes + y.nbytes,
+    )
+
+
+def _unchanged(given, checked: np.ndarray) -> bool:
+    return isinstance(given, jax.Array) and given.dtype == checked.dtype
+
+
+__all__ = [
+    "FitInputs",
+    "as_inputs",
+    "check_batch_size",
+    "check_devices",
+    "check_pair",
+    "check_strategy",
+    "check_targets",
+    "facts",
+    "fit_inputs",
+    "labelled",
+]

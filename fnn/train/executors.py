@@ -1,0 +1,329 @@
+"""How an epoch runs: the strategies, the one function that chooses between them, the runners.
+
+Every runner has the same interface, :class:`EpochRunner`: ``run(state, epoch, *,
+stop_after=None) -> EpochResult``. All of them visit the same batches in the same order, use the
+key ``fold_in(state.key, state.step)`` at every step, and record the first non-finite loss, so
+they give the same parameters up to float rounding (the programs differ only in how XLA fuses
+the batch gather). A given strategy is deterministic: the same seed gives the same bits on the
+same device.
+
+:func:`choose_strategy` is the only place where a strategy is picked; ``fit(strategy=...)``
+overrides it, and ``History.strategy`` / ``History.strategy_reason`` record what ran and why.
+"""
+
+import enum
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from fnn.parallel import Placement
+from fnn.train import programs
+from fnn.train.model import ModelFacts
+from fnn.train.plan import Plan, epoch_indices
+from fnn.train.sources import DeviceArrays, HostArrays, prefetch
+from fnn.train.state import TrainState
+
+DEFAULT_MAX_DEVICE_BYTES = 2 * 1024**3
+CHUNK_TARGET_BYTES = 64 * 1024**2  # default size of a streamed chunk
+
+
+class Strategy(enum.Enum):
+    """How the steps of an epoch are grouped into compiled programs, and where the data lives.
+
+    * ``FUSED``: data on the device, one program per epoch (``lax.scan`` over the steps).
+    * ``STEPWISE``: data and permutation on the device, one program dispatched per step.
+    * ``STREAMED``: data on the host, one program per chunk of ``K`` batches copied over.
+    * ``STREAMED_STEPWISE``: data on the host, chunks copied over, one program per step.
+    * ``UNFUSED``: NumPy batches sliced on the host, one jitted step each: the loop people
+      write by hand, kept as the reference.
+    """
+
+    FUSED = "fused"
+    STEPWISE = "stepwise"
+    STREAMED = "streamed"
+    STREAMED_STEPWISE = "streamed_stepwise"
+    UNFUSED = "unfused"
+
+
+@dataclass(frozen=True)
+class StrategyChoice:
+    """A strategy and its settings, with the reason it was chosen."""
+
+    strategy: Strategy
+    reason: str
+    unroll: int = 1  # lax.scan unroll factor (FUSED, STREAMED)
+    steps_per_chunk: int = 0  # batches per streamed chunk (STREAMED*)
+
+
+def default_unroll(plan: Plan, facts: ModelFacts) -> tuple[int, str]:
+    """The ``lax.scan`` unroll factor of a fused epoch, and why.
+
+    Measured on a 2-core CPU, MLP 64-256-256-10: unroll 2 gave 1.5x the samples/s of no unroll
+    at batch 1, 1.06x at batch 32 and 1.05x at batch 256 (it lets XLA alternate two parameter
+    buffers instead of copying the weights every step); unroll 4 and 8 were slower and compiled
+    2-5x longer. Models whose forward pass loops (recurrent layers) gained nothing and compiled
+    twice as long.
+    """
+    if facts.has_loop:
+        return 1, "no unrolling (the model's forward pass loops)"
+    if plan.batch > 256:
+        return 1, "no unrolling (batches above 256)"
+    return 2, "unroll 2 (batches up to 256)"
+
+
+def choose_strategy(
+    facts: ModelFacts,
+    plan: Plan,
+    data_bytes: int,
+    *,
+    backend: str,
+    strategy: Strategy | None = None,
+    max_device_bytes: int | None = None,
+    steps_per_chunk: int | None = None,
+    unroll: int | None = None,
+) -> StrategyChoice:
+    """Picks how to run the epochs of one ``fit``.
+
+    Args:
+      facts: what the model's forward pass uses (:func:`fnn.train.model.model_facts`).
+      plan: the epoch's shape.
+      data_bytes: bytes of the training inputs and targets.
+      backend: ``jax.default_backend()``.
+      strategy: forced by the caller (None: choose).
+      max_device_bytes: above this, data is streamed from the host (default 2 GiB).
+      steps_per_chunk: batches per streamed chunk; giving it asks for streaming.
+      unroll: the scan unroll factor (None: :func:`default_unroll`).
+
+    Rules, in order: a forced strategy is taken; data above ``max_device_bytes`` (or a given
+    ``steps_per_chunk``) is streamed; on CPU, models with convolutions dispatch one step per
+    batch, because XLA:CPU runs convolutions several times slower inside a loop body
+    (jax-ml/jax#12868; measured here 4x for the CNN at batch 128) while one dispatch costs tens
+    of microseconds next to a conv step's milliseconds; everything else is fused.
+
+    Raises:
+      ValueError: a full batch that would have to be streamed, or ``steps_per_chunk`` with a
+        strategy that does not stream.
+    """
+    limit = DEFAULT_MAX_DEVICE_BYTES if max_device_bytes is None else max_device_bytes
+    forced = strategy is not None
+    if forced:
+        reason = "forced by fit(strategy=...)"
+    elif steps_per_chunk is not None:
+        strategy, reason = Strategy.STREAMED, "steps_per_chunk was given"
+    elif data_bytes > limit:
+        strategy = Strategy.STREAMED
+        reason = f"the data ({data_bytes} bytes) is larger than max_device_bytes={limit}"
+    else:
+        strategy, reason = Strategy.FUSED, f"the data fits on the device ({data_bytes} bytes)"
+    per_step = backend == "cpu" and facts.has_convolution
+    if per_step and not forced:
+        if strategy is Strategy.FUSED:
+            strategy = Strategy.STEPWISE
+        elif strategy is Strategy.STREAMED:
+            strategy = Strategy.STREAMED_STEPWISE
+        reason += "; convolutions on CPU run one step per program (XLA:CPU is slower in loops)"
+
+    streamed = strategy in (Strategy.STREAMED, Strategy.STREAMED_STEPWISE)
+    if steps_per_chunk is not None and not streamed:
+        raise ValueError(
+            f"steps_per_chunk: applies only to the streamed strategies, got "
+            f"steps_per_chunk={steps_per_chunk} with strategy={strategy.value!r}"
+        )
+    if streamed and plan.full_batch:
+        raise ValueError(
+            f"batch_size: a full batch of {data_bytes} bytes cannot be streamed in chunks "
+            f"(max_device_bytes={limit}); use mini-batches or raise max_device_bytes"
+        )
+    k = 0
+    if streamed:
+        if steps_per_chunk is None:
+            per_batch = max(1, data_bytes // plan.n * plan.batch)
+            steps_per_chunk = max(1, min(plan.steps, CHUNK_TARGET_BYTES // per_batch))
+        k = min(steps_per_chunk, plan.steps)
+        reason += f"; {k} batches per chunk"
+    scans = strategy in (Strategy.FUSED, Strategy.STREAMED)
+    if not scans:
+        return StrategyChoice(strategy, reason, 1, k)
+    if unroll is None:
+        unroll, why = default_unroll(plan, facts)
+    else:
+        why = f"unroll {unroll} (given)"
+    return StrategyChoice(strategy, f"{reason}; {why}", unroll, k)
+
+
+class EpochResult(NamedTuple):
+    """What running (part of) an epoch gives back. The arrays may still be computing."""
+
+    state: TrainState
+    sums: Any  # loss and metric sums over the steps run
+    first_bad_step: jax.Array  # <int32>[]: optimizer step of the first non-finite loss, or -1
+    compile_seconds: float  # spent compiling during this call
+
+
+class EpochRunner(Protocol):
+    """Runs epochs of one ``fit``: ``stop_after`` runs only the epoch's first steps (the replay
+    up to a non-finite loss). The given state is never donated."""
+
+    def run(
+        self, state: TrainState, epoch: int, *, stop_after: int | None = None
+    ) -> EpochResult: ...
+
+
+class _Runner:
+    """An :class:`EpochRunner` whose ``_epoch`` returns the carry ``(state, sums, first_bad)``;
+    ``run`` adds the seconds spent compiling during the call."""
+
+    def run(self, state: TrainState, epoch: int, *, stop_after: int | None = None) -> EpochResult:
+        before = programs.compile_seconds()
+        new_state, sums, first_bad = self._epoch(state, epoch, stop_after)
+        return EpochResult(new_state, sums, first_bad, programs.compile_seconds() - before)
+
+    def _epoch(self, state, epoch, stop_after):
+        raise NotImplementedError
+
+
+class FusedRunner(_Runner):
+    """:attr:`Strategy.FUSED`: each epoch is one program over device-resident data."""
+
+    def __init__(self, source: DeviceArrays, loss_fn, metrics, unroll: int):
+        self.source = source
+        self.static = dict(
+            plan=source.plan, loss_fn=loss_fn, metrics=metrics, unroll=unroll, split=source.split
+        )
+        # Outputs of one program always have the same shapes, dtypes and shardings, so the
+        # program to run on them is looked up once (``_next``): from the second epoch on, the
+        # signature over every leaf of the state is skipped.
+        self._last = None  # (the state the last call returned, the program that made it)
+        self._next: dict[Any, Any] = {}  # program -> the program to run on its outputs
+
+    def _epoch(self, state, epoch, stop_after):
+        src = self.source
+        args = (state, src.x, src.y, src.key, np.int32(epoch))
+        chained = stop_after is None and self._last is not None and state is self._last[0]
+        producer = self._last[1] if chained else None
+        executable = self._next.get(producer)
+        if executable is None:
+            static = {**self.static, "stop_after": stop_after}
+            executable = programs.compiled(programs.fused_epoch, args, static)
+            if producer is not None:
+                self._next[producer] = executable
+        # Not donated: the loop copies the state into its carry once per epoch anyway, and the
+        # epoch's starting state is kept for a replay after a non-finite loss.
+        out = executable(*args)
+        if stop_after is None:
+            self._last = (out[0], executable)
+        return out
+
+
+class StepwiseRunner(_Runner):
+    """:attr:`Strategy.STEPWISE`: device-resident data and permutation, one program per step."""
+
+    def __init__(self, source: DeviceArrays, loss_fn, metrics):
+        self.source = source
+        self.static = dict(loss_fn=loss_fn, metrics=metrics)
+        self.step_static = dict(loss_fn=loss_fn, metrics=metrics, split=source.split)
+
+    def _epoch(self, state, epoch, stop_after):
+        src, plan = self.source, self.source.plan
+        carry = programs.run(programs.start, (state, *src.example), self.static)
+        idx, mask = programs.run(epoch_indices, (src.key, np.int32(epoch)), dict(plan=plan))
+        for s in range(plan.steps if stop_after is None else stop_after):
+            args = (carry, src.x, src.y, idx, mask, np.int32(s))
+            carry = programs.compiled(programs.indexed_step, args, self.step_static, (0,))(*args)
+        return carry
+
+
+class StreamedRunner(_Runner):
+    """:attr:`Strategy.STREAMED` and :attr:`Strategy.STREAMED_STEPWISE`: host data copied to
+    the device a chunk at a time, the next copy overlapping the device's work on the current
+    chunk; each chunk is scanned, or (``per_step``) dispatched one step per batch."""
+
+    def __init__(self, source: HostArrays, loss_fn, metrics, unroll, steps_per_chunk, place,
+                 *, per_step: bool, progress: bool):  # fmt: skip
+        self.source, self.place, self.k = source, place, steps_per_chunk
+        self.per_step, self.progress = per_step, progress
+        self.static = dict(loss_fn=loss_fn, metrics=metrics)
+        self.chunk_static = dict(loss_fn=loss_fn, metrics=metrics, unroll=unroll)
+
+    def _put(self, host_chunk):
+        return self.place.put_batches(host_chunk, axis=1, batch=self.source.plan.batch)
+
+    def _epoch(self, state, epoch, stop_after):
+        src = self.source
+        carry = programs.run(programs.start, (state, *src.example), self.static)
+        host = src.chunks(epoch, size=self.k, stop_after=stop_after)
+        steps = src.plan.steps if stop_after is None else stop_after
+        total = -(-steps // self.k)
+        bar = tqdm(total=total, desc="chunks", leave=False, disable=not self.progress)
+        for current in prefetch(host, self._put):
+            if self.per_step:
+                for j in range(current[0].shape[0]):
+                    args = (carry, *current, np.int32(j))
+                    carry = programs.compiled(programs.chunk_step, args, self.static, (0,))(*args)
+            else:
+                args = (carry, *current)
+                carry = programs.compiled(programs.chunk, args, self.chunk_static, (0,))(*args)
+            bar.update(1)
+        bar.close()
+        return carry
+
+
+class UnfusedRunner(_Runner):
+    """:attr:`Strategy.UNFUSED`: a Python loop that slices NumPy batches and calls one jitted
+    step per batch - the loop most people write by hand, kept as the reference."""
+
+    def __init__(self, source: HostArrays, loss_fn, metrics, place: Placement):
+        self.source, self.place = source, place
+        self.static = dict(loss_fn=loss_fn, metrics=metrics)
+
+    def _epoch(self, state, epoch, stop_after):
+        src = self.source
+        carry = programs.run(programs.start, (state, *src.example), self.static)
+        executable = None
+        for xs, ys, masks in src.chunks(epoch, size=1, stop_after=stop_after):
+            batch = (xs[0], ys[0], masks[0])
+            if self.place.size > 1:
+                batch = self.place.put_batches(batch, axis=0, batch=src.plan.batch)
+            if executable is None:  # every batch has the same shape: look the program up once
+                executable = programs.compiled(
+                    programs.single_step, (carry, *batch), self.static, (0,)
+                )
+            carry = executable(carry, *batch)
+        return carry
+
+
+def make_runner(
+    choice: StrategyChoice, x, y, plan: Plan, key, loss_fn, metrics, place: Placement,
+    *, progress: bool = False,
+) -> EpochRunner:  # fmt: skip
+    """The runner of ``choice`` over the training set ``(x, y)`` (host or device arrays)."""
+    s = choice.strategy
+    if s is Strategy.FUSED:
+        return FusedRunner(DeviceArrays(x, y, plan, key, place), loss_fn, metrics, choice.unroll)
+    if s is Strategy.STEPWISE:
+        return StepwiseRunner(DeviceArrays(x, y, plan, key, place), loss_fn, metrics)
+    host = HostArrays(np.asarray(x), np.asarray(y), plan, key)
+    if s is Strategy.UNFUSED:
+        return UnfusedRunner(host, loss_fn, metrics, place)
+    return StreamedRunner(
+        host, loss_fn, metrics, choice.unroll, choice.steps_per_chunk, place,
+        per_step=s is Strategy.STREAMED_STEPWISE, progress=progress,
+    )  # fmt: skip
+
+
+__all__ = [
+    "EpochResult",
+    "EpochRunner",
+    "FusedRunner",
+    "Strategy",
+    "StrategyChoice",
+    "StepwiseRunner",
+    "StreamedRunner",
+    "UnfusedRunner",
+    "choose_strategy",
+    "default_unroll",
+    "make_runner",
+]

@@ -1,0 +1,105 @@
+"""evaluate and predict: the model in inference mode over batches, one compiled program each."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from fnn import metrics as metrics_lib
+from fnn.losses import LossFn, get_loss
+from fnn.parallel import Placement, check_same_everywhere, placement, to_host
+from fnn.train import programs, validate
+from fnn.train.plan import padded_batches
+from fnn.train.state import TrainState
+from fnn.train.step import summarize
+
+DEFAULT_EVAL_BATCH = 1024
+
+
+class Evaluator:
+    """A labelled set on the device, in ``[steps, batch]`` batches, evaluated as often as asked
+    (``fit`` evaluates its validation data after every epoch)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch: int, loss_fn, metrics,
+                 place: Placement):  # fmt: skip
+        (xs, ys), mask = padded_batches([x, y], batch)
+        self.args = place.put_batches((xs, ys, mask), axis=1, batch=batch)
+        self.place = place
+        self.static = dict(loss_fn=loss_fn, metrics=metrics)
+
+    def __call__(self, state: TrainState) -> tuple[Any, float]:
+        """``(sums, seconds spent compiling)`` of the loss and metrics of ``state``'s model."""
+        before = programs.compile_seconds()
+        state = self.place.put_replicated(state)
+        sums = programs.run(programs.eval_batches, (state, *self.args), self.static)
+        return sums, programs.compile_seconds() - before
+
+
+def eval_batch_size(batch_size: Any, n: int) -> int:
+    if batch_size is None:
+        return min(n, DEFAULT_EVAL_BATCH)
+    return validate.check_batch_size(batch_size, n)
+
+
+def evaluate(
+    state: TrainState,
+    x: Any,
+    y: Any,
+    *,
+    loss: str | LossFn,
+    metrics: Sequence[str | metrics_lib.Metric] = (),
+    batch_size: int | str | None = None,
+    devices: Sequence[jax.Device] | None = None,
+) -> dict[str, Any]:
+    """Loss and metrics of ``state``'s model on ``(x, y)``, in inference mode.
+
+    Args:
+      state: a trained (or fresh) state.
+      x: ``[n, ...]`` inputs.
+      y: ``[n, ...]`` targets.
+      loss: a per-example loss or its name.
+      metrics: metric names or ``fnn.metrics.Metric`` values.
+      batch_size: examples per compiled step (default ``min(n, 1024)``); results do not depend
+        on it.
+      devices: devices to split batches over (default: all; see ``fnn.parallel``).
+
+    Returns:
+      ``{"loss": float, <metric>: value}``.
+    """
+    validate.check_state(state)
+    loss_fn = get_loss(loss)
+    metrics = metrics_lib.get_metrics(metrics)
+    x, y, _ = validate.labelled(state, x, y, loss_fn)
+    devices = validate.check_devices(devices)
+    check_same_everywhere(x=x, y=y)
+    batch = eval_batch_size(batch_size, x.shape[0])
+    sums, _ = Evaluator(x, y, batch, loss_fn, metrics, placement(devices))(state)
+    return summarize(sums, metrics)
+
+
+def predict(
+    state: TrainState,
+    x: Any,
+    *,
+    batch_size: int | str | None = None,
+    devices: Sequence[jax.Device] | None = None,
+) -> np.ndarray:
+    """The model's outputs on ``x: [n, ...]`` in inference mode, as a NumPy array ``[n, ...]``.
+
+    ``batch_size`` and ``devices`` are as in :func:`evaluate`.
+    """
+    validate.check_state(state)
+    x = validate.as_inputs("x", x)
+    validate.facts(state, x)
+    devices = validate.check_devices(devices)
+    check_same_everywhere(x=x)
+    batch = eval_batch_size(batch_size, x.shape[0])
+    (xs,), _ = padded_batches([x], batch)
+    place = placement(devices)
+    args = (place.put_replicated(state), place.put_batches(xs, axis=1, batch=batch))
+    out = to_host(programs.run(programs.predict_batches, args, {}))
+    return out.reshape(-1, *out.shape[2:])[: x.shape[0]]
+
+
+__all__ = ["DEFAULT_EVAL_BATCH", "Evaluator", "evaluate", "predict"]

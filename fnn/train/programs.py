@@ -1,0 +1,277 @@
+"""The pure, jit-able bodies of training and inference, and the cache of their compiled programs.
+
+Every body here is a pure function of arrays (the loss, metrics, plan and shardings are static
+keyword arguments), compiled ahead of time by :func:`compiled`:
+
+* :func:`fused_epoch`: a whole epoch on device-resident data (permutation, gather, ``lax.scan``
+  over the steps);
+* :func:`chunk`: a scan over ``K`` pre-gathered batches (streamed data);
+* :func:`indexed_step`, :func:`chunk_step`, :func:`single_step`: one step, on a batch gathered on
+  the device, taken from a streamed chunk, or given as it is;
+* :func:`eval_batches`, :func:`predict_batches`: inference over ``[S, B, ...]`` batches.
+
+The training bodies carry ``(state, sums, first_bad)``: the state, the loss and metric sums of
+the epoch so far, and ``first_bad: <int32>[]``, the optimizer step at which the loss first was
+NaN or Inf (-1: none yet). Steps are not frozen after it (a select over the whole state every
+step cost a third of the step time at batch 1); the driver replays the epoch up to it instead.
+"""
+
+import collections
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from fnn import metrics as metrics_lib
+from fnn.train.plan import Plan, epoch_indices
+from fnn.train.state import TrainState
+from fnn.train.step import eval_step, predict_step, train_step
+
+# ---------------------------------------------------------------------------- training bodies
+
+
+def zero_sums(state: TrainState, x_example, y_example, loss_fn, metrics):
+    """Zero loss and metric sums shaped like one step's on ``[1, ...]`` examples."""
+    shapes = jax.eval_shape(
+        lambda s, x, y: train_step(s, (x, y), loss_fn, metrics)[1], state, x_example, y_example
+    )
+    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def tracked_step(carry, batch, loss_fn, metrics):
+    """``train_step`` on ``carry = (state, sums, first_bad)``; records a first non-finite loss."""
+    state, sums, first_bad = carry
+    new_state, step_sums = train_step(state, batch, loss_fn, metrics)
+    finite = jnp.isfinite(step_sums["loss"]["sum"])
+    first_bad = jnp.where((first_bad < 0) & ~finite, state.step, first_bad)
+    return new_state, metrics_lib.merge(sums, step_sums), first_bad
+
+
+def gather(x, y, i):
+    """Rows ``i: <int>[batch]`` of the device-resident ``x`` and ``y``."""
+    return jnp.take(x, i, axis=0, mode="clip"), jnp.take(y, i, axis=0, mode="clip")
+
+
+def fused_epoch(
+    state, x, y, key, epoch, *, plan: Plan, loss_fn, metrics, unroll, split, stop_after
+):
+    """One whole epoch on device-resident data; returns ``(state, sums, first_bad)``.
+
+    Args:
+      state: the state at the start of the epoch.
+      x, y: the whole training set, ``[n, ...]``, on the device.
+      key: the run's shuffling key; ``epoch``: ``<int32>[]`` 1-based epoch number.
+      plan: the epoch's static shape.
+      unroll: the ``lax.scan`` unroll factor.
+      split: the sharding of a batch's example axis over the mesh (None on one device): the
+        indices of every batch are split, so each device gathers only its own rows.
+      stop_after: run only the first ``stop_after`` steps (None: all).
+    """
+    sums = zero_sums(state, x[:1], y[:1], loss_fn, metrics)
+    carry = (state, sums, jnp.int32(-1))
+    if plan.full_batch and not plan.padded:
+        if split is not None:  # a local slice of the replicated data: no communication
+            x = lax.with_sharding_constraint(x, split)
+            y = lax.with_sharding_constraint(y, split)
+        return tracked_step(carry, (x, y), loss_fn, metrics)  # no permutation, no gather
+    idx, mask = epoch_indices(key, epoch, plan)
+    if stop_after is not None:
+        idx, mask = idx[:stop_after], mask[:stop_after]
+    if split is not None:
+        rows = NamedSharding(split.mesh, P(None, *split.spec))
+        idx = lax.with_sharding_constraint(idx, rows)
+        mask = lax.with_sharding_constraint(mask, rows)
+
+    def body(c, batch):
+        i, m = batch
+        xb, yb = gather(x, y, i)
+        # Without padding the mask is all ones: leave it out so XLA folds it away.
+        step_batch = (xb, yb, m) if plan.padded else (xb, yb)
+        return tracked_step(c, step_batch, loss_fn, metrics), None
+
+    carry, _ = lax.scan(body, carry, (idx, mask), unroll=unroll)
+    return carry
+
+
+def chunk(carry, xs, ys, masks, *, loss_fn, metrics, unroll):
+    """Scans over pre-gathered batches ``xs: [K, B, ...]`` (streamed data)."""
+    carry, _ = lax.scan(
+        lambda c, b: (tracked_step(c, b, loss_fn, metrics), None),
+        carry,
+        (xs, ys, masks),
+        unroll=unroll,
+    )
+    return carry
+
+
+def chunk_step(carry, xs, ys, masks, j, *, loss_fn, metrics):
+    """Batch ``j`` of a streamed chunk ``xs: [K, B, ...]`` as one step."""
+    return tracked_step(carry, (xs[j], ys[j], masks[j]), loss_fn, metrics)
+
+
+def single_step(carry, x, y, mask, *, loss_fn, metrics):
+    """One step on a batch ``x: [B, ...]`` given as it is (the unfused reference loop)."""
+    return tracked_step(carry, (x, y, mask), loss_fn, metrics)
+
+
+def indexed_step(carry, x, y, idx, mask, s, *, loss_fn, metrics, split):
+    """Step ``s`` of the epoch, its batch gathered on the device from ``idx: <int32>[steps, B]``."""
+    i, m = idx[s], mask[s]
+    if split is not None:
+        i = lax.with_sharding_constraint(i, split)
+        m = lax.with_sharding_constraint(m, split)
+    return tracked_step(carry, (*gather(x, y, i), m), loss_fn, metrics)
+
+
+def start(state, x_example, y_example, *, loss_fn, metrics):
+    """The carry of a step-by-step epoch, on a *copy* of the state: the steps donate their
+    carry, and the epoch's starting state must survive for a replay."""
+    state = jax.tree_util.tree_map(jnp.copy, state)
+    return state, zero_sums(state, x_example, y_example, loss_fn, metrics), jnp.int32(-1)
+
+
+# --------------------------------------------------------------------------- inference bodies
+
+
+def eval_batches(state, xs, ys, masks, *, loss_fn, metrics):
+    """Sums of the loss and metrics over ``xs: [S, B, ...]`` batches, in eval mode."""
+    zero = jax.eval_shape(
+        lambda s, x, y: eval_step(s, (x, y), loss_fn, metrics), state, xs[0], ys[0]
+    )
+    zero = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), zero)
+
+    def body(acc, batch):
+        return metrics_lib.merge(acc, eval_step(state, batch, loss_fn, metrics)), None
+
+    return lax.scan(body, zero, (xs, ys, masks))[0]
+
+
+def predict_batches(state, xs):
+    """The model's outputs ``[S, B, ...]`` on ``xs: [S, B, ...]``, in eval mode."""
+    return lax.map(lambda xb: predict_step(state, xb), xs)
+
+
+# -------------------------------------------------------------------- compiled-program cache
+
+CACHE_SIZE = 64  # compiled programs kept (least recently used evicted first)
+_CACHE: collections.OrderedDict = collections.OrderedDict()
+_COMPILE_SECONDS = [0.0]  # total seconds spent compiling in this process
+
+
+def _canonical_sharding(sharding) -> tuple:
+    """A canonical form of a sharding: equivalent shardings give equal keys."""
+    devices = tuple(sorted(d.id for d in sharding.device_set))
+    if sharding.is_fully_replicated:
+        return ("replicated", devices)
+    spec = tuple(getattr(sharding, "spec", ()))
+    while spec and spec[-1] is None:
+        spec = spec[:-1]
+    return (type(sharding).__name__, devices, spec)
+
+
+# Canonical keys memoised by the identity of the sharding object (held, so its id stays its
+# own): a compiled program hands back the same sharding objects with every output, so a
+# lookup costs a dictionary hit per leaf. Hashing and comparing the sharding objects instead
+# (an lru_cache) took most of the lookup's time.
+_SHARDING_KEYS: dict[int, tuple[Any, tuple]] = {}
+
+
+def _sharding_key(sharding) -> tuple:
+    hit = _SHARDING_KEYS.get(id(sharding))
+    if hit is not None and hit[0] is sharding:
+        return hit[1]
+    if len(_SHARDING_KEYS) > 4096:
+        _SHARDING_KEYS.clear()
+    key = _canonical_sharding(sharding)
+    _SHARDING_KEYS[id(sharding)] = (sharding, key)
+    return key
+
+
+def _leaf_key(leaf) -> tuple:
+    if isinstance(leaf, jax.Array):
+        return leaf.shape, leaf.dtype, _sharding_key(leaf.sharding)
+    return np.shape(leaf), str(getattr(leaf, "dtype", type(leaf))), ("host",)
+
+
+def signature(args) -> tuple:
+    """The cache key of ``args``: their tree structure and each leaf's shape, dtype, sharding."""
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    return treedef, tuple(map(_leaf_key, leaves))
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _jitted(fn: Callable, static_names: tuple[str, ...], donate: tuple[int, ...]):
+    return jax.jit(fn, static_argnames=static_names, donate_argnums=donate)
+
+
+def compiled(fn: Callable, args: tuple, static: dict, donate: tuple[int, ...] = ()):
+    """The compiled program of ``fn(*args, **static)``, from the cache or compiled now.
+
+    Programs are compiled ahead of time (``jit(...).lower(...).compile()``) so compile time is
+    measured apart from run time (see :func:`compile_seconds`), and kept in a process-wide
+    cache of :data:`CACHE_SIZE` programs keyed by the function, the static arguments, the
+    donated positions and the :func:`signature` of the arguments: a second ``fit`` with the same
+    configuration compiles nothing.
+    """
+    key = (fn, tuple(sorted(static.items())), donate, signature(args))
+    hit = _CACHE.get(key)
+    if hit is not None:
+        _CACHE.move_to_end(key)
+        return hit
+    started = time.perf_counter()
+    executable = _jitted(fn, tuple(sorted(static)), donate).lower(*args, **static).compile()
+    _COMPILE_SECONDS[0] += time.perf_counter() - started
+    _CACHE[key] = executable
+    if len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return executable
+
+
+def run(fn: Callable, args: tuple, static: dict, donate: tuple[int, ...] = ()):
+    """``fn(*args, **static)`` through its compiled program."""
+    return compiled(fn, args, static, donate)(*args)
+
+
+def compile_seconds() -> float:
+    """Seconds spent compiling programs in this process so far (a clock: take differences)."""
+    return _COMPILE_SECONDS[0]
+
+
+def cached_programs() -> list:
+    """The compiled programs in the cache, least recently used first."""
+    return list(_CACHE.values())
+
+
+def clear_cache() -> None:
+    """Forgets every compiled program."""
+    _CACHE.clear()
+    _jitted.cache_clear()
+
+
+__all__ = [
+    "CACHE_SIZE",
+    "cached_programs",
+    "chunk",
+    "chunk_step",
+    "clear_cache",
+    "compile_seconds",
+    "compiled",
+    "eval_batches",
+    "fused_epoch",
+    "gather",
+    "indexed_step",
+    "predict_batches",
+    "run",
+    "signature",
+    "single_step",
+    "start",
+    "tracked_step",
+    "zero_sums",
+]
