@@ -9,7 +9,11 @@ Run ``python -m benchmarks`` (``--quick``, the default: under 3 minutes on a 2-c
 - :mod:`benchmarks.harness`: interleaved timing, medians and spread, time to accuracy.
 - :mod:`benchmarks.hardware`: device, versions, measured matmul peak, FLOP counting, memory.
 - :mod:`benchmarks.noise_scale`: the gradient noise scale (McCandlish et al., 2018).
-- :mod:`benchmarks.report` / :mod:`benchmarks.plots`: tables, results.json, report.md, PNGs.
+- :mod:`benchmarks.records`: the result record (its fields) and queries over records.
+- :mod:`benchmarks.summary`: derived numbers and the targets (each by a :class:`TargetId`).
+- :mod:`benchmarks.tables` / :mod:`benchmarks.narrative`: the tables, and the prose that
+  assembles them into report.md and the console text.
+- :mod:`benchmarks.outputs` / :mod:`benchmarks.plots`: results.json, report.md, PNGs.
 """
 
 from benchmarks.config import PRESETS as PRESETS

@@ -156,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     config = build_config(args)
     start = time.perf_counter()
-    from benchmarks.report import console_report, write_outputs
+    from benchmarks.narrative import console_report
+    from benchmarks.outputs import write_outputs
     from benchmarks.suite import run
 
     results = run(config, argv=argv, progress=not args.quiet)

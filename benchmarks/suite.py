@@ -4,13 +4,15 @@ The result is one JSON-serialisable dict (``results.json``)::
 
     {"meta": {...}, "records": [...], "noise_scale": [...], "summary": {...}}
 
-with one record per workload x implementation x batch size (see ``report.RECORD_FIELDS``).
+with one record per workload x implementation x batch size (a
+:class:`~benchmarks.records.Record`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from benchmarks import hardware
 from benchmarks.config import Config, mode_of, resolve_batch
 from benchmarks.harness import measure_throughput, time_to_target
 from benchmarks.noise_scale import exact_noise_scale, simple_noise_scale
+from benchmarks.records import Record, make_record
 from benchmarks.runners import RUNNERS, availability
 from benchmarks.runners.jax_runners import (
     FlaxScanRunner,
@@ -30,6 +33,7 @@ from benchmarks.runners.jax_runners import (
     step_matmul_program,
     train_step_flops,
 )
+from benchmarks.summary import summarize
 from benchmarks.workloads import (
     Dataset,
     Workload,
@@ -77,12 +81,19 @@ class _Progress:
             self._bar.close()
 
 
-def _base_record(
-    benchmark: str, workload: Workload, data: Dataset, implementation: str, batch_size: int
-) -> dict[str, Any]:
+def _record(
+    benchmark: str,
+    workload: Workload,
+    data: Dataset,
+    batch_size: int,
+    implementation: str,
+    **fields: Any,
+) -> Record:
+    """Every record of the run: what was measured (``fields``: status "ok" unless given) on
+    which group; the device fields are filled in at the end of the run (see ``run``)."""
     runner_cls = RUNNERS[implementation]
     n = data.num_train
-    return {
+    group = {
         "benchmark": benchmark,
         "workload": workload.name,
         "model": workload.description,
@@ -96,7 +107,21 @@ def _base_record(
         "n_train": n,
         "learning_rate": workload.learning_rate(batch_size),
         "status": "ok",
-        "reason": None,
+    }
+    return make_record(**{**group, **fields})
+
+
+def _measured_fields(
+    runner, b: int, samples_per_s: float | None, flops_per_example: float | None
+) -> dict[str, Any]:
+    """The fields every measured record has: epoch size, speed, FLOPs and memory so far."""
+    return {
+        "steps_per_epoch": runner.steps_per_epoch,
+        "samples_per_epoch": runner.samples_per_epoch,
+        "samples_per_s": samples_per_s,
+        "step_time_us": 1e6 * b / samples_per_s if samples_per_s else None,
+        **_flops_fields(flops_per_example, samples_per_s),
+        **_memory_fields(),
     }
 
 
@@ -157,7 +182,7 @@ def _throughput(
     impls: list[str],
     skipped: dict[str, str],
     progress: _Progress,
-) -> list[dict[str, Any]]:
+) -> list[Record]:
     b = resolve_batch(spec, data.num_train)
     cap = config.max_steps_per_epoch
     if cap is not None and b * cap < data.num_train:
@@ -182,39 +207,31 @@ def _throughput(
     )
     bound_fields = _bound_fields(results[bound], program, b) if bound in results else None
     fpe = _flops_per_example(workload, data, b, progress.write)
+    record = functools.partial(_record, "throughput", workload, data, b)
     records = []
     for impl in impls:
-        rec = _base_record("throughput", workload, data, impl, b)
         if impl in skipped:
-            rec.update(status="skipped", reason=skipped[impl])
-            records.append(rec)
+            records.append(record(impl, status="skipped", reason=skipped[impl]))
             continue
         res, runner = results[impl], runners[impl]
         stats = res.stats
         median = stats["median"] if stats else None
-        rec.update(
+        rec = record(
+            impl,
             status=res.status,
             reason=res.reason,
-            steps_per_epoch=runner.steps_per_epoch,
-            samples_per_epoch=runner.samples_per_epoch,
-            samples_per_s=median,
+            **_measured_fields(runner, b, median, fpe),
             samples_per_s_spread=stats,
             samples_per_s_repeats=res.samples_per_s,
             repeats=len(res.repeat_s),
             epochs_per_repeat=res.epochs_per_repeat,
-            step_time_us=None if not median else 1e6 * b / median,
             first_epoch_s=res.first_epoch_s,
             compile_s=res.compile_s,
-            **_flops_fields(fpe, median),
-            time_to_target_s=None,
-            epochs_to_target=None,
-            final_loss_at_budget=None,
             memory_delta_bytes=res.memory_delta_bytes,
             matmul_bound=bound_fields,
             fraction_of_matmul_bound=(
                 median / bound_fields["samples_per_s"] if median and bound_fields else None
             ),
-            **_memory_fields(),
         )
         records.append(rec)
         runner.close()
@@ -231,14 +248,20 @@ def _tta(
     impl: str,
     skipped: dict[str, str],
     progress: _Progress,
-) -> dict[str, Any]:
+) -> Record:
     b = resolve_batch(spec, data.num_train)
-    rec = _base_record("time_to_accuracy", workload, data, impl, b)
-    rec["target_accuracy"] = workload.target_accuracy
+    record = functools.partial(
+        _record,
+        "time_to_accuracy",
+        workload,
+        data,
+        b,
+        impl,
+        target_accuracy=workload.target_accuracy,
+    )
     if impl in skipped:
-        rec.update(status="skipped", reason=skipped[impl])
         progress.tick()
-        return rec
+        return record(status="skipped", reason=skipped[impl])
     progress.describe(f"{workload.name} digits b={b} {impl}")
     runner = RUNNERS[impl](workload, data, b, seed=config.seed)
     try:
@@ -250,22 +273,16 @@ def _tta(
             max_epochs=config.tta_max_epochs,
         )
     except Exception as e:
-        rec.update(status="error", reason=f"{type(e).__name__}: {e}"[:500])
         progress.tick()
-        return rec
+        return record(status="error", reason=f"{type(e).__name__}: {e}"[:500])
     finally:
         runner.close()
     fpe = _flops_per_example(workload, data, b, progress.write)
-    rec.update(
-        steps_per_epoch=runner.steps_per_epoch,
-        samples_per_epoch=runner.samples_per_epoch,
-        samples_per_s=res["samples_per_s"],
-        samples_per_s_spread=None,
+    rec = record(
+        **_measured_fields(runner, b, res["samples_per_s"], fpe),
         repeats=1,
-        step_time_us=1e6 * b / res["samples_per_s"] if res["samples_per_s"] else None,
         first_epoch_s=res["first_epoch_s"],
         compile_s=res["compile_s"],
-        **_flops_fields(fpe, res["samples_per_s"]),
         time_to_target_s=res["time_to_target_s"],
         epochs_to_target=res["epochs_to_target"],
         final_loss_at_budget=res["final_loss_at_budget"],
@@ -275,7 +292,6 @@ def _tta(
         train_s=res["train_s"],
         epochs=res["epochs"],
         curve=res["curve"],
-        **_memory_fields(),
     )
     progress.tick()
     return rec
@@ -402,7 +418,7 @@ def run(
     total = len(config.workloads) * len(config.batch_sizes) * len(live) * (1 + config.repeats)
     total += len(config.tta_workloads) * len(config.tta_batch_sizes) * len(tta_impls)
     bar = _Progress(total, progress)
-    records: list[dict[str, Any]] = []
+    records: list[Record] = []
     noise: list[dict[str, Any]] = []
     phases = {"throughput_s": 0.0, "time_to_accuracy_s": 0.0, "noise_scale_s": 0.0}
     try:
@@ -448,11 +464,7 @@ def run(
                 rec["matmul_bound"]["flops_per_s"] / best["flops_per_s"]
             )
     device = meta["device"]
-    from benchmarks.report import RECORD_FIELDS, summarize
-
     for rec in records:
-        for key in RECORD_FIELDS:
-            rec.setdefault(key, None)
         rec["device"] = device["platform"]
         rec["device_kind"] = device["device_kind"]
         rec["versions"] = meta["versions"]

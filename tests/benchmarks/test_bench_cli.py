@@ -7,7 +7,7 @@ import pytest
 
 from benchmarks.cli import build_config, main, parser
 from benchmarks.config import PRESETS, parse_batch_sizes
-from benchmarks.report import RECORD_FIELDS
+from benchmarks.records import RECORD_FIELDS
 
 
 def _config(*argv):

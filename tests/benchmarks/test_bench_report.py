@@ -2,7 +2,8 @@
 
 import pytest
 
-from benchmarks.report import _answer_lines, _shortfall_lines, summarize
+from benchmarks.narrative import answer_lines, shortfall_lines
+from benchmarks.summary import TargetId, summarize
 
 
 def _record(impl, family, batch, repeats, *, mode="minibatch", fraction=None):
@@ -61,9 +62,9 @@ def test_a_shortfall_says_whether_it_is_within_the_noise(fnn, verdict):
         _record("flax_scan", "flax", 32, scan),
         _record("flax_loop", "flax", 32, [50.0] * 5),
     ])  # fmt: skip
-    target = next(t for t in results["summary"]["targets"] if "best peer" in t["target"])
+    target = next(t for t in results["summary"]["targets"] if t["id"] == TargetId.VS_BEST_PEER)
     assert target["passed"] is False and target["worst_batch_size"] == 32
-    (line,) = [line for line in _shortfall_lines(results) if "**batch 32**" in line]
+    (line,) = [line for line in shortfall_lines(results) if "**batch 32**" in line]
     assert verdict in line
     # Only a real gap sends the reader to the compiled programs.
     assert ("--xla_dump_to" in line) == (verdict == "so the gap is real")
@@ -103,7 +104,7 @@ def test_the_full_batch_shortfall_is_explained_by_the_steps_matmul_bound(bound_f
     assert row["matmul_bound_fraction_of_peak"] == bound_fraction
     paired = sorted(a / b for a, b in zip(fnn, bound, strict=True))
     assert row["fnn_vs_matmul_bound_per_round"]["median"] == pytest.approx(paired[2])
-    (line,) = [line for line in _shortfall_lines(results) if "**full batch**" in line]
+    (line,) = [line for line in shortfall_lines(results) if "**full batch**" in line]
     assert "57% of the measured peak" in line
     assert f"run at {100 * bound_fraction:.0f}% of it" in line
     assert "from [4096, 64] x [64, 256] down to [4096, 256] x [256, 10]" in line
@@ -117,7 +118,7 @@ def test_the_full_batch_shortfall_without_a_bound_says_so():
         _record("fnn_fused", "fnn", 4096, [57.0] * 5, mode="full", fraction=0.57),
         _record("flax_loop", "flax", 4096, [50.0] * 5, mode="full"),
     ])  # fmt: skip
-    (line,) = [line for line in _shortfall_lines(results) if "**full batch**" in line]
+    (line,) = [line for line in shortfall_lines(results) if "**full batch**" in line]
     assert "57% of the measured peak" in line and "not known" in line
 
 
@@ -131,5 +132,5 @@ def test_the_batch_size_line_follows_the_measured_throughput(full, says):
         _record("fnn_fused", "fnn", 32, [100.0] * 5),
         _record("fnn_fused", "fnn", 4096, [full] * 5, mode="full", fraction=0.5),
     ])  # fmt: skip
-    (line,) = [line for line in _answer_lines(results) if line.startswith("throughput")]
+    (line,) = [line for line in answer_lines(results) if line.startswith("throughput")]
     assert f"({full / 100.0:.1f}x per example)" in line and says in line

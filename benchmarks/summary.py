@@ -1,0 +1,176 @@
+"""Derived numbers and the target policy: ratios to peers, the target checks, the fastest batch.
+
+:func:`summarize` gives ``results["summary"]``. Each target is identified by its
+:class:`TargetId` (``summary["targets"][i]["id"]``); its ``"target"`` text is for readers only.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from benchmarks.harness import spread
+from benchmarks.records import Record, groups, ok, where
+
+__all__ = [
+    "TARGET_FULL_PEAK",
+    "TARGET_SGD_SPEEDUP",
+    "TARGET_VS_BEST_PEER",
+    "TargetId",
+    "summarize",
+]
+
+TARGET_SGD_SPEEDUP = 3.0
+TARGET_VS_BEST_PEER = 1.0
+TARGET_FULL_PEAK = 0.70
+TARGET_WORKLOAD = "mlp"  # the targets are defined on the MLP of the target table
+
+
+class TargetId(StrEnum):
+    """The targets fnn is held to (on :data:`TARGET_WORKLOAD`)."""
+
+    SGD_VS_HAND_LOOP = "sgd_vs_hand_loop"
+    """batch 1: fnn fused >= :data:`TARGET_SGD_SPEEDUP` x the hand-written Flax loop."""
+    VS_BEST_PEER = "vs_best_peer"
+    """every batch size: fnn fused >= :data:`TARGET_VS_BEST_PEER` x the fastest peer."""
+    FULL_BATCH_PEAK = "full_batch_peak"
+    """full batch: fnn fused >= :data:`TARGET_FULL_PEAK` of the measured matmul peak."""
+
+
+def _paired_ratios(a: dict[str, Any], b: dict[str, Any]) -> list[float]:
+    """Per-round ratios ``a / b`` of two implementations' repeats.
+
+    Repeat ``i`` of every implementation is timed in the same round of the interleaved order,
+    so the ratio of the two is paired: the machine's slow drift, which moves both, cancels.
+    """
+    ra, rb = a.get("samples_per_s_repeats") or [], b.get("samples_per_s_repeats") or []
+    return [x / y for x, y in zip(ra, rb, strict=False) if y]
+
+
+def _throughput_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per workload x batch size: fnn fused against its best peer, the hand loop, the
+    matmul peak and the step's own matmuls."""
+    recs: list[Record] = where(results["records"], benchmark="throughput")
+    rows = []
+    for workload, b in groups(recs, ("workload", "batch_size")):
+        group = ok(recs, workload=workload, batch_size=b)
+        by_impl = {r["implementation"]: r for r in group}
+        peers = [r for r in group if r["family"] != "fnn"]
+        best = max(peers, key=lambda r: r["samples_per_s"], default=None)
+        fused = by_impl.get("fnn_fused")
+        loop = by_impl.get("flax_loop")
+        fused_s = fused["samples_per_s"] if fused else None
+        paired = _paired_ratios(fused, best) if fused and best else []
+        bound = fused.get("matmul_bound") if fused else None
+        bound_paired = _paired_ratios(fused, bound) if bound else []
+        rows.append(
+            {
+                "workload": workload,
+                "batch_size": b,
+                "mode": next(r["mode"] for r in recs if r["batch_size"] == b),
+                "fnn_fused_samples_per_s": fused_s,
+                "best_peer": best["implementation"] if best else None,
+                "best_peer_samples_per_s": best["samples_per_s"] if best else None,
+                "fnn_vs_best_peer": fused_s / best["samples_per_s"] if fused and best else None,
+                "fnn_vs_best_peer_per_round": spread(paired),
+                "fnn_vs_flax_loop": fused_s / loop["samples_per_s"] if fused and loop else None,
+                "fnn_fraction_of_peak": fused.get("fraction_of_peak") if fused else None,
+                "fnn_fraction_of_matmul_bound": (
+                    fused.get("fraction_of_matmul_bound") if fused else None
+                ),
+                "fnn_vs_matmul_bound_per_round": spread(bound_paired),
+                "matmul_bound_fraction_of_peak": bound.get("fraction_of_peak") if bound else None,
+            }
+        )
+    return rows
+
+
+def _target(
+    target_id: TargetId, text: str, threshold: float, measured: float | None, **extra: Any
+) -> dict[str, Any]:
+    """One target check: passed is None when ``measured`` is."""
+    return {
+        "id": target_id.value,
+        "workload": TARGET_WORKLOAD,
+        "target": text,
+        "threshold": threshold,
+        "measured": measured,
+        "passed": None if measured is None else bool(measured >= threshold),
+        **extra,
+    }
+
+
+def _targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The checks of :class:`TargetId` on the throughput rows (none without the MLP)."""
+    rows = [r for r in rows if r["workload"] == TARGET_WORKLOAD]
+    if not rows:
+        return []
+    sgd = next((r for r in rows if r["mode"] == "sgd"), None)
+    full = next((r for r in rows if r["mode"] == "full"), None)
+    peer = [r for r in rows if r["fnn_vs_best_peer"] is not None]
+    worst = min(peer, key=lambda r: r["fnn_vs_best_peer"], default=None)
+    return [
+        _target(
+            TargetId.SGD_VS_HAND_LOOP,
+            "batch 1: fnn fused >= 3x the hand-written Flax loop",
+            TARGET_SGD_SPEEDUP,
+            sgd["fnn_vs_flax_loop"] if sgd else None,
+        ),
+        _target(
+            TargetId.VS_BEST_PEER,
+            "every batch size: fnn fused >= 1.0x the best peer",
+            TARGET_VS_BEST_PEER,
+            worst["fnn_vs_best_peer"] if worst else None,
+            worst_batch_size=worst["batch_size"] if worst else None,
+            per_batch={str(r["batch_size"]): r["fnn_vs_best_peer"] for r in peer},
+            per_batch_per_round={
+                str(r["batch_size"]): r["fnn_vs_best_peer_per_round"] for r in peer
+            },
+        ),
+        _target(
+            TargetId.FULL_BATCH_PEAK,
+            "full batch: fnn fused >= 70% of the measured matmul peak",
+            TARGET_FULL_PEAK,
+            full["fnn_fraction_of_peak"] if full else None,
+        ),
+    ]
+
+
+def _tta_best(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per workload x implementation: the batch size that reached the target accuracy first."""
+    recs = where(results["records"], benchmark="time_to_accuracy", status="ok")
+    out = []
+    for (workload, impl), group in groups(recs, ("workload", "implementation")).items():
+        reached = [r for r in group if r.get("time_to_target_s") is not None]
+        best = min(reached, key=lambda r: r["time_to_target_s"], default=None)
+        out.append(
+            {
+                "workload": workload,
+                "implementation": impl,
+                "target_accuracy": group[0].get("target_accuracy"),
+                "best_batch_size": best["batch_size"] if best else None,
+                "best_mode": best["mode"] if best else None,
+                "time_to_target_s": best["time_to_target_s"] if best else None,
+                "epochs_to_target": best["epochs_to_target"] if best else None,
+            }
+        )
+    return out
+
+
+def summarize(results: dict[str, Any]) -> dict[str, Any]:
+    """Derived numbers: fnn vs peers per batch size, the target checks, the fastest batch."""
+    rows = _throughput_rows(results)
+    return {
+        "throughput": rows,
+        "targets": _targets(rows),
+        "time_to_accuracy": _tta_best(results),
+        "noise_scale": [
+            {
+                "workload": n["workload"],
+                "b_simple_at_target": n["b_simple_at_target"],
+                "b_simple_exact_at_target": n["b_simple_exact_at_target"],
+                "epoch_at_target": n["epoch_at_target"],
+            }
+            for n in results.get("noise_scale", [])
+        ],
+    }
