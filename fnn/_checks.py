@@ -18,8 +18,10 @@ import jax
 import numpy as np
 
 __all__ = [
+    "check_batch_size",
     "check_bool",
     "check_choice",
+    "check_devices",
     "check_float",
     "check_int",
     "check_positive",
@@ -184,3 +186,43 @@ def check_choice(name: str, value: Any, choices: Sequence) -> Any:
         if value == choice:
             return choice
     raise ValueError(message)
+
+
+def check_batch_size(name: str, value: Any, n: int) -> int:
+    """Returns the batch size: ``"full"`` is ``n``; otherwise an integer in ``[1, n]``.
+
+    Raises:
+      TypeError: if ``value`` is neither an integer nor ``"full"``.
+      ValueError: if it is an integer outside ``[1, n]``.
+    """
+    if isinstance(value, str) and value == "full":
+        return n
+    if _is_bool(value) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer or 'full', got {value!r}")
+    if not 1 <= value <= n:
+        raise ValueError(f"{name}: expected an integer in [1, {n}] or 'full', got {value}")
+    return int(value)
+
+
+def check_devices(name: str, value: Any) -> tuple[jax.Device, ...] | None:
+    """Returns ``None`` (all devices) or ``value`` as a non-empty tuple of ``jax.Device``.
+
+    Raises:
+      TypeError: for anything but None or a sequence of devices (a single device, a platform
+        name such as ``"cpu"``).
+      ValueError: for an empty sequence.
+    """
+    if value is None:
+        return None
+    if isinstance(value, jax.Device | str) or not isinstance(value, Sequence):
+        raise TypeError(
+            f"{name}: expected a sequence of jax.Device (e.g. jax.devices()[:2]) or None, "
+            f"got {value!r}"
+        )
+    devices = tuple(value)
+    for device in devices:
+        if not isinstance(device, jax.Device):
+            raise TypeError(f"{name}: expected jax.Device values, got {device!r}")
+    if not devices:
+        raise ValueError(f"{name}: expected at least one device, got an empty sequence")
+    return devices

@@ -164,3 +164,24 @@ def test_early_stopping_unknown_monitor(data):
     x, y = data
     with pytest.raises(ValueError, match="monitor: EarlyStopping watches 'val_loss'"):
         fit(x, y, 2, callbacks=[fnn.EarlyStopping()])
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: fnn.EarlyStopping(patience="3"), TypeError, "patience: expected an integer >= 0"),
+        (lambda: fnn.EarlyStopping(patience=-1), ValueError, "patience: expected an integer >= 0"),
+        (lambda: fnn.EarlyStopping(min_delta=-0.1), ValueError, "min_delta: expected a number"),
+        (lambda: fnn.EarlyStopping(mode="up"), ValueError, "mode: expected one of"),
+        (lambda: fnn.EarlyStopping(7), TypeError, "monitor: expected a history field name"),
+        (lambda: fnn.EarlyStopping(restore_best=1), TypeError, "restore_best: expected True"),
+        (lambda: fnn.Checkpoint("d", every="2"), TypeError, "every: expected an integer >= 1"),
+        (lambda: fnn.Checkpoint("d", every=1.5), TypeError, "every: expected an integer >= 1"),
+        (lambda: fnn.Checkpoint("d", every=0), ValueError, "every: expected an integer >= 1"),
+        (lambda: fnn.Checkpoint("d", max_to_keep=0), ValueError, "max_to_keep: expected an"),
+        (lambda: fnn.Checkpoint(None), TypeError, "directory: expected a directory path"),
+    ],
+)
+def test_callback_options_are_checked_when_built(make, error, match):
+    with pytest.raises(error, match=match):
+        make()

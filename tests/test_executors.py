@@ -279,3 +279,46 @@ def test_the_program_cache_is_bounded(monkeypatch):
 def test_callback_is_exported_at_the_top_level():
     assert fnn.Callback is fnn.train.Callback
     assert "Callback" in fnn.__all__ and "Strategy" in fnn.__all__
+
+
+class NoTrainKeyword(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(10)(nn.relu(nn.Dense(32)(x)))
+
+
+class Deterministic(nn.Module):
+    @nn.compact
+    def __call__(self, x, deterministic: bool = True):
+        return nn.Dense(10)(nn.Dropout(0.2, deterministic=deterministic)(nn.Dense(32)(x)))
+
+
+def test_modules_without_a_train_keyword_train_and_take_their_mode_as_flax_does():
+    from fnn.train.model import mode_argument
+
+    assert mode_argument(NoTrainKeyword()) is None
+    assert mode_argument(Deterministic()) == "deterministic"
+    assert mode_argument(models.MLP((4,), 3)) == "train"
+    assert mode_argument(nn.Sequential([nn.Dense(3)])) is None
+    (x, y), (x_test, y_test) = fnn.data.load("digits", flatten=True)
+    for module in (NoTrainKeyword(), Deterministic(), nn.Sequential([nn.Dense(32), nn.relu,
+                                                                      nn.Dense(10)])):  # fmt: skip
+        state = fnn.TrainState.create(module, optim.adam(1e-2), x[:1])
+        state, _ = fnn.fit(state, x, y, loss="cross_entropy", batch_size=64, epochs=10, verbose=0)
+        result = fnn.evaluate(state, x_test, y_test, loss="cross_entropy", metrics=["accuracy"])
+        assert result["accuracy"] >= 0.9, (type(module).__name__, result)
+    # Dropout is on in train mode only: the same inputs give other outputs in train mode.
+    model = LinenModel(Deterministic())
+    params, model_state = model.init(jax.random.key(0), jnp.ones((1, 8)))
+    x8 = jnp.ones((4, 8))
+    eval_a, _ = model.apply(params, model_state, x8, train=False)
+    eval_b, _ = model.apply(params, model_state, x8, train=False)
+    train_out, _ = model.apply(params, model_state, x8, train=True, key=jax.random.key(1))
+    np.testing.assert_array_equal(eval_a, eval_b)
+    assert not np.allclose(eval_a, train_out)
+
+
+def test_a_model_that_fails_on_its_example_is_named_not_the_data():
+    match = r"model: CNN failed to initialise on example_input of shape \(1, 5\) and dtype float32"
+    with pytest.raises(ValueError, match=match + ": ValueError: x: "):
+        fnn.TrainState.create(models.CNN(3), SGD, np.ones((1, 5), np.float32))

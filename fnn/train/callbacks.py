@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
+from fnn import _checks
 from fnn.train.checkpoint import CheckpointStore
 from fnn.train.history import History
 from fnn.train.state import TrainState
@@ -78,15 +79,14 @@ class EarlyStopping(Callback):
         min_delta: float = 0.0,
         restore_best: bool = True,
     ):
-        if patience < 0:
-            raise ValueError(f"patience: expected an integer >= 0, got {patience}")
-        if min_delta < 0:
-            raise ValueError(f"min_delta: expected a number >= 0, got {min_delta}")
+        _checks.check_type("monitor", monitor, str, "a history field name such as 'val_loss'")
+        patience = _checks.check_int("patience", patience, minimum=0)
+        min_delta = _checks.check_float("min_delta", min_delta, low=0)
+        mode = _checks.check_choice("mode", mode, ("min", "max", "auto"))
+        restore_best = _checks.check_bool("restore_best", restore_best)
         if mode == "auto":
             maximize = any(k in monitor for k in ("acc", "f1", "precision", "recall", "r2"))
             mode = "max" if maximize else "min"
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode: expected 'min', 'max' or 'auto', got {mode!r}")
         self.monitor, self.patience, self.mode = monitor, patience, mode
         self.min_delta, self.restore_best = min_delta, restore_best
         self.best = math.inf if mode == "min" else -math.inf
@@ -139,11 +139,14 @@ class Checkpoint(Callback):
     """
 
     def __init__(self, directory: str | os.PathLike, *, every: int = 1, max_to_keep: int = 3):
-        if every < 1:
-            raise ValueError(f"every: expected an integer >= 1, got {every}")
+        _checks.check_type("directory", directory, str | os.PathLike, "a directory path")
         self.directory = directory
-        self.every = every
-        self.max_to_keep = max_to_keep
+        self.every = _checks.check_int("every", every, minimum=1)
+        self.max_to_keep = (
+            None
+            if max_to_keep is None
+            else _checks.check_int("max_to_keep", max_to_keep, minimum=1)
+        )
         self._store: CheckpointStore | None = None
 
     @property

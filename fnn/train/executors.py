@@ -297,14 +297,20 @@ class UnfusedRunner(_Runner):
 
 def make_runner(
     choice: StrategyChoice, x, y, plan: Plan, key, loss_fn, metrics, place: Placement,
-    *, progress: bool = False,
+    *, example=None, progress: bool = False,
 ) -> EpochRunner:  # fmt: skip
-    """The runner of ``choice`` over the training set ``(x, y)`` (host or device arrays)."""
+    """The runner of ``choice`` over the training set ``(x, y)`` (host or device arrays).
+
+    ``example`` is ``(x[:1], y[:1])`` as host arrays, when the caller has them at hand.
+    """
     s = choice.strategy
-    if s is Strategy.FUSED:
-        return FusedRunner(DeviceArrays(x, y, plan, key, place), loss_fn, metrics, choice.unroll)
-    if s is Strategy.STEPWISE:
-        return StepwiseRunner(DeviceArrays(x, y, plan, key, place), loss_fn, metrics)
+    if example is None:
+        example = (np.asarray(x[:1]), np.asarray(y[:1]))
+    if s in (Strategy.FUSED, Strategy.STEPWISE):
+        source = DeviceArrays(x, y, plan, key, place, example=example)
+        if s is Strategy.FUSED:
+            return FusedRunner(source, loss_fn, metrics, choice.unroll)
+        return StepwiseRunner(source, loss_fn, metrics)
     host = HostArrays(np.asarray(x), np.asarray(y), plan, key)
     if s is Strategy.UNFUSED:
         return UnfusedRunner(host, loss_fn, metrics, place)

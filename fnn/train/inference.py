@@ -6,6 +6,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from fnn import _checks
 from fnn import metrics as metrics_lib
 from fnn.losses import LossFn, get_loss
 from fnn.parallel import Placement, check_same_everywhere, placement, to_host
@@ -39,7 +40,7 @@ class Evaluator:
 def eval_batch_size(batch_size: Any, n: int) -> int:
     if batch_size is None:
         return min(n, DEFAULT_EVAL_BATCH)
-    return validate.check_batch_size(batch_size, n)
+    return _checks.check_batch_size("batch_size", batch_size, n)
 
 
 def evaluate(
@@ -71,7 +72,7 @@ def evaluate(
     loss_fn = get_loss(loss)
     metrics = metrics_lib.get_metrics(metrics)
     x, y, _ = validate.labelled(state, x, y, loss_fn)
-    devices = validate.check_devices(devices)
+    devices = _checks.check_devices("devices", devices)
     check_same_everywhere(x=x, y=y)
     batch = eval_batch_size(batch_size, x.shape[0])
     sums, _ = Evaluator(x, y, batch, loss_fn, metrics, placement(devices))(state)
@@ -92,7 +93,7 @@ def predict(
     validate.check_state(state)
     x = validate.as_inputs("x", x)
     validate.facts(state, x)
-    devices = validate.check_devices(devices)
+    devices = _checks.check_devices("devices", devices)
     check_same_everywhere(x=x)
     batch = eval_batch_size(batch_size, x.shape[0])
     (xs,), _ = padded_batches([x], batch)

@@ -17,6 +17,7 @@ state, and raises :class:`NonFiniteLossError` naming the epoch and step, with th
 attached. Checkpoints are never written for such an epoch.
 """
 
+import functools
 import math
 import time
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm
 
 from fnn import metrics as metrics_lib
 from fnn.losses import LossFn
-from fnn.parallel import is_main_process, placement
+from fnn.parallel import Placement, is_main_process, placement
 from fnn.train import validate
 from fnn.train.callbacks import Callback, Run
 from fnn.train.checkpoint import CheckpointStore
@@ -145,10 +146,10 @@ def fit(
     state, start_epoch, seed, history = _restore(state, args.resume_from, args.seed)
     history.strategy, history.strategy_reason = choice.strategy.value, choice.reason
     state = place.put_replicated(state)
-    key = jax.random.wrap_key_data(place.put_replicated(_shuffle_key_data(seed)))
+    key = _placed_shuffle_key(seed, place)
     show = args.verbose > 0 and is_main_process()  # one progress bar, on process 0
     runner = make_runner(choice, args.x, args.y, plan, key, args.loss_fn, args.metrics, place,
-                         progress=show)  # fmt: skip
+                         example=args.example, progress=show)  # fmt: skip
     evaluator = None
     if args.validation is not None:
         xv, yv = args.validation
@@ -198,6 +199,12 @@ def _shuffle_key_data(seed: int) -> jax.Array:
     if -(2**31) <= seed < 2**31:  # the same key as from the Python int (tested)
         return _seed_key_data(np.int32(seed))
     return jax.random.key_data(jax.random.key(seed))
+
+
+@functools.lru_cache(maxsize=64)
+def _placed_shuffle_key(seed: int, place: Placement) -> jax.Array:
+    """The shuffling key of ``seed`` on every device of ``place`` (immutable, so kept)."""
+    return jax.random.wrap_key_data(place.put_replicated(_shuffle_key_data(seed)))
 
 
 @dataclass(frozen=True)

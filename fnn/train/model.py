@@ -7,7 +7,7 @@ Nothing else in the engine knows which kind of model it trains. A model is anyth
 * ``apply(params, model_state, x, *, train, key) -> (outputs, new_model_state)``: in train mode
   the model may draw from ``key`` (dropout) and update its state; in eval mode it must not.
 
-:class:`LinenModel` adapts a ``flax.linen.Module`` called as ``module(x, train=...)``.
+:class:`LinenModel` adapts a ``flax.linen.Module``.
 
 :func:`model_facts` traces a model once on abstract inputs and reports what the engine needs to
 know before compiling anything: the output shape, and which operations the forward pass uses
@@ -15,6 +15,7 @@ know before compiling anything: the output shape, and which operations the forwa
 """
 
 import functools
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -37,28 +38,88 @@ class Model(Protocol):
     ) -> tuple[Any, Any]: ...
 
 
+MODE_ARGUMENTS = ("train", "training", "deterministic", "use_running_average")
+
+
+def mode_argument(module: nn.Module) -> str | None:
+    """The keyword through which ``module.__call__`` is told train or eval mode, or None.
+
+    The first of :data:`MODE_ARGUMENTS` that ``__call__`` names is used: ``train`` /
+    ``training`` get ``True`` in train mode, ``deterministic`` / ``use_running_average`` get
+    ``True`` in eval mode (Flax's own convention for ``nn.Dropout`` and ``nn.BatchNorm``).
+    A ``__call__`` that names none of them (``nn.Sequential``'s ``**kwargs`` included) is called
+    without one, the same in both modes.
+    """
+    return _mode_argument(type(module))
+
+
+@functools.lru_cache(maxsize=256)
+def _mode_argument(cls: type) -> str | None:
+    parameters = inspect.signature(cls.__call__).parameters
+    named = {
+        n for n, p in parameters.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
+    return next((name for name in MODE_ARGUMENTS if name in named), None)
+
+
+def _mode_kwargs(argument: str | None, train: bool) -> dict[str, bool]:
+    if argument is None:
+        return {}
+    if argument in ("deterministic", "use_running_average"):
+        return {argument: not train}
+    return {argument: train}
+
+
 @functools.lru_cache(maxsize=64)
-def _jitted_init(module: nn.Module) -> Callable:
-    """``module.init`` as one compiled program (eager init compiles every initializer), cached
-    per module so equal modules share it."""
-    return jax.jit(functools.partial(module.init, train=False))
+def _jitted_init(model: "LinenModel") -> Callable:
+    """``module.init`` in eval mode as one compiled program (eager init compiles every
+    initializer), cached per model so equal models share it."""
+    module = model.module
+    return jax.jit(functools.partial(module.init, **_mode_kwargs(mode_argument(module), False)))
 
 
-@dataclass(frozen=True)
+def _module_hash(module: nn.Module) -> int | None:
+    try:
+        return hash(module)
+    except TypeError:  # attributes such as nn.Sequential's list of layers
+        return None
+
+
+@dataclass(frozen=True, eq=False)
 class LinenModel:
     """A ``flax.linen.Module`` behind the model seam.
 
+    The module's ``params`` collection is trained; every other collection it creates at init
+    (``batch_stats``, anything ``mutable``) is its model state, updated by train-mode calls and
+    only read in eval mode. The mode reaches the module through the keyword
+    :func:`mode_argument` finds in its ``__call__`` (``train=``, ``deterministic=``, ...), and
+    the step key as its ``"dropout"`` RNG stream.
+
     Equal modules give equal (and equally hashed) adapters, so two states built from equal
-    modules share their compiled programs.
+    modules share their compiled programs. A module that cannot be hashed (``nn.Sequential``
+    holds a list) is compared by identity: the same module object shares programs.
 
     Attributes:
-      module: called as ``module.apply(variables, x, train=..., rngs={"dropout": key})``.
+      module: the linen module.
     """
 
     module: nn.Module
 
+    def __hash__(self) -> int:
+        h = _module_hash(self.module)
+        return id(self.module) if h is None else h
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, LinenModel):
+            return NotImplemented
+        if self.module is other.module:
+            return True
+        if _module_hash(self.module) is None or _module_hash(other.module) is None:
+            return False
+        return self.module == other.module
+
     def init(self, key: PRNGKey, example: Any) -> tuple[Any, Any]:
-        variables = dict(_jitted_init(self.module)(key, example))
+        variables = dict(_jitted_init(self)(key, example))
         params = variables.pop("params", {})
         return params, variables
 
@@ -67,12 +128,13 @@ class LinenModel:
     ) -> tuple[Any, Any]:
         variables = {"params": params, **model_state}
         rngs = {"dropout": key} if key is not None else None
+        mode = _mode_kwargs(mode_argument(self.module), train)
         if train and model_state:
             outputs, updates = self.module.apply(
-                variables, x, train=True, rngs=rngs, mutable=list(model_state)
+                variables, x, rngs=rngs, mutable=list(model_state), **mode
             )
             return outputs, {**model_state, **updates}
-        return self.module.apply(variables, x, train=train, rngs=rngs), model_state
+        return self.module.apply(variables, x, rngs=rngs, **mode), model_state
 
 
 def as_model(model: Any) -> Model:
@@ -137,4 +199,4 @@ def _primitive_names(jaxpr) -> frozenset[str]:
     return frozenset(names)
 
 
-__all__ = ["LinenModel", "Model", "ModelFacts", "as_model", "model_facts"]
+__all__ = ["LinenModel", "Model", "ModelFacts", "as_model", "mode_argument", "model_facts"]

@@ -41,13 +41,14 @@ class DeviceArrays:
       x, y: ``[n, ...]`` device arrays; the caller's own ``jax.Array`` when it was already laid
         out so (nothing is copied).
       key: the run's shuffling key (an argument of the epoch programs).
+      example: ``(x[:1], y[:1])`` as host arrays (given: slicing a device array costs a
+        dispatch).
       split: the sharding of a batch's example axis over the mesh, or None when batches are not
         split (one device, or a batch size the device count does not divide).
     """
 
-    def __init__(self, x, y, plan: Plan, key: PRNGKey, place: Placement):
-        self.plan, self.key = plan, key
-        self.example = (np.asarray(x[:1]), np.asarray(y[:1]))
+    def __init__(self, x, y, plan: Plan, key: PRNGKey, place: Placement, *, example):
+        self.plan, self.key, self.example = plan, key, example
         self.x, self.y = place.put_replicated((x, y))
         self.split = place.batch_axis(0, plan.batch) if place.splits(plan.batch) else None
 

@@ -85,7 +85,16 @@ class TrainState(struct.PyTreeNode):
                 f"example_input: expected a batch [batch >= 1, ...], "
                 f"got shape {example_input.shape}"
             )
-        params, model_state = model.init(init_key, example_input)
+        try:
+            params, model_state = model.init(init_key, example_input)
+        except Exception as err:
+            name = type(getattr(model, "module", model)).__name__
+            kind = type(err) if isinstance(err, TypeError | ValueError) else ValueError
+            raise kind(
+                f"model: {name} failed to initialise on example_input of shape "
+                f"{tuple(example_input.shape)} and dtype {example_input.dtype}: "
+                f"{type(err).__name__}: {err}"
+            ) from err
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,

@@ -8,7 +8,6 @@ everything ``fit`` is given in one call.
 
 import functools
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,35 +138,6 @@ def labelled(state: TrainState, x, y, loss_fn, x_name="x", y_name="y"):
     return x, y, model
 
 
-def check_batch_size(batch_size: Any, n: int, name: str = "batch_size") -> int:
-    """Resolves ``"full"`` and checks ``1 <= batch_size <= n``."""
-    if isinstance(batch_size, str) and batch_size == "full":
-        return n
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
-        raise TypeError(f"{name}: expected an integer or 'full', got {batch_size!r}")
-    if not 1 <= batch_size <= n:
-        raise ValueError(f"{name}: expected an integer in [1, {n}] or 'full', got {batch_size}")
-    return int(batch_size)
-
-
-def check_devices(devices: Any) -> tuple[jax.Device, ...] | None:
-    """``None`` (all devices) or a non-empty sequence of ``jax.Device``."""
-    if devices is None:
-        return None
-    if isinstance(devices, jax.Device | str) or not isinstance(devices, Sequence):
-        raise TypeError(
-            f"devices: expected a sequence of jax.Device (e.g. jax.devices()[:2]) or None, "
-            f"got {devices!r}"
-        )
-    devices = tuple(devices)
-    for d in devices:
-        if not isinstance(d, jax.Device):
-            raise TypeError(f"devices: expected jax.Device values, got {d!r}")
-    if not devices:
-        raise ValueError("devices: expected at least one device, got an empty sequence")
-    return devices
-
-
 def check_strategy(strategy: Any, fused: Any) -> Strategy | None:
     """The strategy asked for by ``strategy=`` and the older ``fused=`` flag (None: choose)."""
     fused = _checks.check_bool("fused", fused)
@@ -212,6 +182,7 @@ class FitInputs:
     unroll: int | None
     devices: tuple[jax.Device, ...] | None
     data_bytes: int  # of the training inputs and targets
+    example: tuple[np.ndarray, np.ndarray]  # (x[:1], y[:1]) on the host
 
 
 def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metrics, shuffle,
@@ -258,7 +229,7 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
         y=given[1] if _unchanged(given[1], y) else y,
         facts=model,
         validation=validation,
-        batch=check_batch_size(batch_size, x.shape[0]),
+        batch=_checks.check_batch_size("batch_size", batch_size, x.shape[0]),
         epochs=_checks.check_int("epochs", epochs, minimum=1),
         seed=_checks.check_int("seed", seed),
         shuffle=_checks.check_bool("shuffle", shuffle),
@@ -274,8 +245,9 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
         if chunk is None
         else _checks.check_int("steps_per_chunk", chunk, minimum=1),  # fmt: skip
         unroll=None if unroll is None else _checks.check_int("unroll", unroll, minimum=1),
-        devices=check_devices(devices),
+        devices=_checks.check_devices("devices", devices),
         data_bytes=x.nbytes + y.nbytes,
+        example=(x[:1], y[:1]),
     )
 
 
@@ -286,8 +258,6 @@ def _unchanged(given, checked: np.ndarray) -> bool:
 __all__ = [
     "FitInputs",
     "as_inputs",
-    "check_batch_size",
-    "check_devices",
     "check_pair",
     "check_strategy",
     "check_targets",
