@@ -1,6 +1,7 @@
 """LeNet-style convolutional network."""
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -47,8 +48,11 @@ class CNN(nn.Module):
       kernel_size: side of the square convolution kernels.
       activation: name or callable used after every conv and hidden dense layer.
       dropout: drop probability before the output layer during training.
+      dtype: compute dtype, e.g. ``jnp.bfloat16`` for mixed precision (None: from the inputs
+        and parameters); fit computes losses and metrics in float32 whatever it is.
+      param_dtype: dtype of the parameters (float32 by default).
 
-    Input ``x: <float>[batch, height, width, channels]``; output ``<float32>[batch, outputs]``.
+    Input ``x: <float>[batch, height, width, channels]``; output ``<dtype>[batch, outputs]``.
     """
 
     outputs: int
@@ -57,6 +61,8 @@ class CNN(nn.Module):
     kernel_size: int = 3
     activation: str | Activation = "relu"
     dropout: float = 0.0
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -67,12 +73,13 @@ class CNN(nn.Module):
             )
         check_unit_interval("dropout", self.dropout)
         act = get_activation(self.activation)
+        types = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         for c in self.channels:
-            x = act(nn.Conv(c, (self.kernel_size, self.kernel_size), padding="SAME")(x))
+            x = act(nn.Conv(c, (self.kernel_size, self.kernel_size), padding="SAME", **types)(x))
             x = max_pool_2x2(x)
         x = flatten(x)
         for width in self.dense:
-            x = act(nn.Dense(width)(x))
+            x = act(nn.Dense(width, **types)(x))
         if self.dropout > 0:
             x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.outputs)(x)
+        return nn.Dense(self.outputs, **types)(x)

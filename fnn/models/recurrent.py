@@ -115,6 +115,9 @@ class TextClassifier(nn.Module):
       outputs: number of logits (1 for binary classification with ``binary_cross_entropy``).
       cell: ``"simple"``, ``"lstm"`` or ``"gru"``.
       pad_id: the padding token id.
+      dtype: compute dtype, e.g. ``jnp.bfloat16`` for mixed precision (None: from the inputs
+        and parameters); fit computes losses and metrics in float32 whatever it is.
+      param_dtype: dtype of the parameters (float32 by default).
 
     Input ``ids: <int>[batch, time]``, right-padded with ``pad_id``; the true lengths are the
     number of non-pad tokens, so appending more padding never changes the result. Output
@@ -127,6 +130,8 @@ class TextClassifier(nn.Module):
     outputs: int
     cell: str = "lstm"
     pad_id: int = 0
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, ids: jax.Array, *, train: bool = False) -> jax.Array:
@@ -135,6 +140,7 @@ class TextClassifier(nn.Module):
         if ids.ndim != 2:
             raise ValueError(f"ids: expected <int>[batch, time] token ids, got {describe(ids)}")
         lengths = jnp.maximum(jnp.sum(ids != self.pad_id, axis=1), 1)  # [B]
-        x = nn.Embed(self.vocab_size, self.embed_dim)(ids)  # [B, T, E]
-        x = Recurrent(self.hidden, cell=self.cell)(x, lengths=lengths, train=train)
-        return nn.Dense(self.outputs)(x)
+        types = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        x = nn.Embed(self.vocab_size, self.embed_dim, **types)(ids)  # [B, T, E]
+        x = Recurrent(self.hidden, cell=self.cell, **types)(x, lengths=lengths, train=train)
+        return nn.Dense(self.outputs, **types)(x)

@@ -12,13 +12,16 @@ from fnn.train.state import TrainState
 
 
 def _arrays(state: TrainState) -> dict[str, Any]:
-    return {
+    arrays = {
         "step": state.step,
         "params": state.params,
         "model_state": state.model_state,
         "opt_state": state.opt_state,
         "key_data": state.key_data,
     }
+    if state.ema_params is not None:
+        arrays["ema_params"] = state.ema_params
+    return arrays
 
 
 class CheckpointStore:

@@ -15,8 +15,9 @@ class History:
     Each record holds ``epoch`` (counted from 1), the training ``loss`` and metrics,
     ``val_loss`` and ``val_<metric>`` when validation data was given, ``epoch_time`` (seconds
     running the epoch, compilation excluded), ``compile_time`` (seconds compiling during the
-    epoch: non-zero only when a program was built), ``val_time``, ``steps`` and
-    ``samples_per_s``.
+    epoch: non-zero only when a program was built), ``val_time``, ``steps`` (train steps in the
+    epoch) and ``samples_per_s``; with gradient accumulation (``optax.MultiSteps``) also
+    ``optimizer_updates``, the updates applied to the parameters so far.
 
     ``history["loss"]`` is the list of one field over epochs; ``history.records`` the records.
     ``stop_reason`` says why training ended early (early stopping, non-finite loss), else None.

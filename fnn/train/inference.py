@@ -52,6 +52,7 @@ def evaluate(
     metrics: Sequence[str | metrics_lib.Metric] = (),
     batch_size: int | str | None = None,
     devices: Sequence[jax.Device] | None = None,
+    use_ema: bool = False,
 ) -> dict[str, Any]:
     """Loss and metrics of ``state``'s model on ``(x, y)``, in inference mode.
 
@@ -64,11 +65,20 @@ def evaluate(
       batch_size: examples per compiled step (default ``min(n, 1024)``); results do not depend
         on it.
       devices: devices to split batches over (default: all; see ``fnn.parallel``).
+      use_ema: evaluate the moving average of the weights (``TrainState.create(...,
+        ema_decay=...)``) instead of the weights themselves.
 
     Returns:
       ``{"loss": float, <metric>: value}``.
+
+    Raises:
+      TypeError: inside ``jax.jit`` / ``jax.grad`` (use ``fnn.train.eval_step`` there).
     """
-    validate.check_state(state)
+    validate.check_state(state, "evaluate")
+    validate.check_not_traced("x", x, "evaluate")
+    validate.check_not_traced("y", y, "evaluate")
+    if _checks.check_bool("use_ema", use_ema):
+        state = state.with_ema_params()
     loss_fn = get_loss(loss)
     metrics = metrics_lib.get_metrics(metrics)
     x, y, _ = validate.labelled(state, x, y, loss_fn)
@@ -85,12 +95,20 @@ def predict(
     *,
     batch_size: int | str | None = None,
     devices: Sequence[jax.Device] | None = None,
+    use_ema: bool = False,
 ) -> np.ndarray:
     """The model's outputs on ``x: [n, ...]`` in inference mode, as a NumPy array ``[n, ...]``.
 
-    ``batch_size`` and ``devices`` are as in :func:`evaluate`.
+    ``batch_size``, ``devices`` and ``use_ema`` are as in :func:`evaluate`.
+
+    Raises:
+      TypeError: inside ``jax.jit`` / ``jax.grad``: use ``fnn.train.predict_step(state, x)``,
+        which is pure, there.
     """
-    validate.check_state(state)
+    validate.check_state(state, "predict")
+    validate.check_not_traced("x", x, "predict")
+    if _checks.check_bool("use_ema", use_ema):
+        state = state.with_ema_params()
     x = validate.as_inputs("x", x)
     validate.facts(state, x)
     devices = _checks.check_devices("devices", devices)

@@ -159,7 +159,7 @@ def fit(
     run = Run(state=state, history=history, epoch=start_epoch, epochs=args.epochs, seed=seed)
     for cb in args.callbacks:
         cb.on_train_begin(run)
-    epochs = _Epochs(runner, plan, args.metrics, evaluator)
+    epochs = _Epochs(runner, plan, args.metrics, evaluator, state.accumulates_gradients)
     # With no callback (which may stop training or replace the state) and no validation, epoch
     # e + 1 is dispatched before waiting for epoch e.
     _train(run, epochs, args.callbacks, run_ahead=not args.callbacks and evaluator is None,
@@ -222,8 +222,10 @@ class _Dispatched:
 class _Epochs:
     """Dispatches epochs through the runner and turns finished ones into history records."""
 
-    def __init__(self, runner: EpochRunner, plan: Plan, metrics, evaluator: Evaluator | None):
+    def __init__(self, runner: EpochRunner, plan: Plan, metrics, evaluator: Evaluator | None,
+                 count_updates: bool):  # fmt: skip
         self.runner, self.plan, self.metrics, self.evaluator = runner, plan, metrics, evaluator
+        self.count_updates = count_updates  # record optimizer_updates (optax.MultiSteps)
 
     def dispatch(self, epoch: int, state: TrainState) -> _Dispatched:
         started = time.perf_counter()
@@ -237,7 +239,12 @@ class _Epochs:
         return self.runner.run(current.start_state, current.epoch, stop_after=steps).state
 
     def finish(self, current: _Dispatched, previous_done: float | None):
-        return _finish_epoch(current, self.plan, self.metrics, self.evaluator, previous_done)
+        record, bad = _finish_epoch(
+            current, self.plan, self.metrics, self.evaluator, previous_done
+        )
+        if self.count_updates:
+            record["optimizer_updates"] = int(current.result.state.optimizer_updates())
+        return record, bad
 
 
 def _train(run: Run, epochs: _Epochs, callbacks, *, run_ahead: bool, show: bool) -> None:

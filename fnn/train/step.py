@@ -73,15 +73,32 @@ def train_step(
         predictions, model_state = state.model.apply(
             params, state.model_state, x, train=True, key=step_key
         )
+        predictions = as_float32(predictions)
         values = loss_fn(predictions, y)
         total = jnp.sum(jnp.where(mask > 0, values * mask, 0.0))
         mean = total / jnp.maximum(jnp.sum(mask), 1.0)
         return mean, (values, predictions, model_state)
 
     grad_fn = jax.value_and_grad(objective, has_aux=True)
-    (_, (values, predictions, model_state)), grads = grad_fn(state.params)
-    new_state = state.apply_gradients(grads).replace(model_state=model_state)
+    (loss, (values, predictions, model_state)), grads = grad_fn(state.params)
+    # What optax's GradientTransformationExtraArgs may ask for: the batch loss (e.g.
+    # optax.contrib.reduce_on_plateau) and the loss as a function of the parameters (the line
+    # search of optax.lbfgs). Transformations that take neither ignore them.
+    extra = dict(value=loss, grad=grads, value_fn=lambda p: objective(p)[0])
+    new_state = state.apply_gradients(grads, **extra).replace(model_state=model_state)
     return new_state, _sums(values, predictions, y, mask, metrics)
+
+
+def as_float32(predictions: Any) -> Any:
+    """Low-precision floating outputs (bfloat16, float16) as float32, so that losses and metric
+    sums are computed in float32 whatever the model's compute dtype."""
+
+    def cast(a):
+        if jnp.issubdtype(a.dtype, jnp.floating) and jnp.finfo(a.dtype).bits < 32:
+            return a.astype(jnp.float32)
+        return a
+
+    return jax.tree_util.tree_map(cast, predictions)
 
 
 def eval_step(
@@ -92,6 +109,7 @@ def eval_step(
     metrics = metrics_lib.get_metrics(metrics)
     x, y, mask = _unpack(batch)
     predictions, _ = state.model.apply(state.params, state.model_state, x, train=False)
+    predictions = as_float32(predictions)
     return _sums(loss_fn(predictions, y), predictions, y, mask, metrics)
 
 

@@ -25,21 +25,41 @@ from fnn.train.model import ModelFacts, model_facts
 from fnn.train.state import TrainState
 
 
+def check_not_traced(name: str, value: Any, caller: str) -> None:
+    """A clear TypeError when ``value`` holds tracers: ``caller`` (fit, evaluate, predict) runs
+    its own compiled programs and cannot run inside ``jax.jit`` / ``jax.grad`` / ``vmap``."""
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(value)):
+        raise TypeError(
+            f"{name}: fnn.{caller} was called inside a JAX transformation (jax.jit, jax.grad, "
+            f"vmap: {name} holds tracers); it compiles and runs its own programs. Inside a "
+            f"transformation use the pure steps: fnn.train.predict_step(state, x), "
+            f"fnn.train.eval_step or fnn.train.train_step"
+        )
+
+
+LOW_PRECISION_FLOATS = (jnp.bfloat16, np.float16)
+
+
 def as_inputs(name: str, x: Any) -> np.ndarray:
-    """``x`` as a NumPy array of a dtype JAX keeps (float32 / int32), checked for sanity."""
+    """``x`` as a NumPy array of a dtype JAX keeps, checked for sanity.
+
+    float32, bfloat16 and float16 are kept; other floats become float32, bools float32, and
+    other integers int32.
+    """
     if isinstance(x, jax.Array):
         x = np.asarray(x)
     try:
         arr = np.asarray(x)
     except Exception as err:  # ragged lists and the like
         raise TypeError(f"{name}: cannot be read as an array ({err})") from None
-    if arr.dtype.kind not in "biuf":
+    low_precision = arr.dtype in LOW_PRECISION_FLOATS
+    if arr.dtype.kind not in "biuf" and not low_precision:
         raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
     if arr.ndim == 0:
         raise ValueError(f"{name}: expected an array with a leading example axis, got a scalar")
     if arr.shape[0] == 0:
         raise ValueError(f"{name}: is empty (0 examples); expected at least one example")
-    if arr.dtype.kind == "f":
+    if arr.dtype.kind == "f" or low_precision:
         finite = np.isfinite(arr)
         if not finite.all():
             bad = int(arr.size - np.count_nonzero(finite))
@@ -48,7 +68,7 @@ def as_inputs(name: str, x: Any) -> np.ndarray:
                 f"{name}: contains {bad} NaN/Inf value(s) (first in example {first}); "
                 f"expected finite numbers"
             )
-        if arr.dtype != np.float32 and arr.dtype != jnp.bfloat16:
+        if arr.dtype != np.float32 and not low_precision:
             arr = arr.astype(np.float32)
     elif arr.dtype.kind == "b":
         arr = arr.astype(np.float32)
@@ -107,13 +127,22 @@ def check_targets(loss_fn, y: np.ndarray, out_shape: tuple[int, ...], name: str 
             raise ValueError(
                 f"{name}: binary_cross_entropy needs labels in [0, 1], got range [{lo}, {hi}]"
             )
+    n = y.shape[0]
     try:
-        _loss_shape(loss_fn, (y.shape[0], *out_shape), y.shape, y.dtype)
+        shape = _loss_shape(loss_fn, (n, *out_shape), y.shape, y.dtype)
     except (ValueError, TypeError) as err:
         raise type(err)(
             f"{name}: does not fit the loss for model outputs of shape [n, "
             f"{', '.join(map(str, out_shape))}]: {err}"
         ) from None
+    if tuple(shape) != (n,):
+        loss_name = getattr(loss_fn, "__name__", type(loss_fn).__name__)
+        raise ValueError(
+            f"loss: {loss_name} returned shape {tuple(shape)} for {n} examples; expected one "
+            f"value per example, shape ({n},). fit masks padded rows and averages itself: "
+            f"return the per-example values (e.g. fnn.losses.mean_squared_error), not their "
+            f"mean or an unreduced [n, k] array"
+        )
 
 
 @functools.lru_cache(maxsize=256)
@@ -125,8 +154,10 @@ def _loss_shape(loss_fn, prediction_shape, target_shape, target_dtype):
     ).shape
 
 
-def check_state(state: Any) -> TrainState:
-    return _checks.check_type("state", state, TrainState, "a fnn.TrainState")
+def check_state(state: Any, caller: str) -> TrainState:
+    _checks.check_type("state", state, TrainState, "a fnn.TrainState")
+    check_not_traced("state", state, caller)
+    return state
 
 
 def labelled(state: TrainState, x, y, loss_fn, x_name="x", y_name="y"):
@@ -189,7 +220,9 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
                seed, drop_remainder, fused, strategy, callbacks, verbose, resume_from,
                max_device_bytes, steps_per_chunk, unroll, devices) -> FitInputs:  # fmt: skip
     """Checks every argument of ``fit`` (see there), in one call, before anything compiles."""
-    check_state(state)
+    check_state(state, "fit")
+    check_not_traced("x", x, "fit")
+    check_not_traced("y", y, "fit")
     loss_fn = losses_lib.get_loss(loss)
     metrics = metrics_lib.get_metrics(metrics)
     given = (x, y)
