@@ -263,3 +263,52 @@ def test_fit_evaluate_predict_inside_jax_transformations_point_to_the_pure_steps
     # The pure step works there.
     out = jax.jit(lambda v: fnn.train.predict_step(state, v))(x)
     np.testing.assert_allclose(out, fnn.predict(state, x), rtol=1e-6)
+
+
+PARALLEL_SCRIPT = """
+import json
+import flax.linen as nn
+import jax
+import numpy as np
+import optax
+import fnn
+
+class BatchNormMLP(nn.Module):
+    @nn.compact
+    def __call__(self, x, *, train=False):
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(nn.Dense(16)(x))
+        return nn.Dense(3)(nn.relu(x))
+
+assert jax.device_count() == 8
+rng = np.random.default_rng(0)
+x = rng.normal(size=(64, 5)).astype(np.float32) * np.arange(1, 6, dtype=np.float32)
+y = rng.integers(0, 3, 64).astype(np.int32)
+out = {}
+for name, devices in [("many", None), ("one", jax.devices()[:1])]:
+    state = fnn.TrainState.create(BatchNormMLP(), optax.sgd(0.1), x[:1])
+    state, _ = fnn.fit(state, x, y, loss="cross_entropy", batch_size=16, epochs=2, verbose=0,
+                       devices=devices)
+    out[name] = jax.tree_util.tree_map(lambda a: np.asarray(a).tolist(),
+                                       {"params": state.params, "stats": state.model_state})
+    leaf = jax.tree_util.tree_leaves(state.model_state)[0]
+    out[name + "_devices"] = len(leaf.sharding.device_set)
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_batchnorm_statistics_over_the_global_batch_on_eight_devices():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES="8", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", PARALLEL_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [r for r in proc.stdout.splitlines() if r.startswith("RESULT ")][-1]
+    out = json.loads(line[len("RESULT ") :])
+    assert out["many_devices"] == 8 and out["one_devices"] == 1
+    # Each device sees 2 of a batch's 16 rows: per-device statistics would differ from the one
+    # device's; statistics over the global batch agree.
+    assert_trees_close(out["many"], out["one"], rtol=1e-5, atol=1e-5)
