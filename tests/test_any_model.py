@@ -312,3 +312,82 @@ def test_batchnorm_statistics_over_the_global_batch_on_eight_devices():
     # Each device sees 2 of a batch's 16 rows: per-device statistics would differ from the one
     # device's; statistics over the global batch agree.
     assert_trees_close(out["many"], out["one"], rtol=1e-5, atol=1e-5)
+
+
+def test_pytree_inputs_train_through_every_strategy():
+    class TwoInputs(nn.Module):
+        @nn.compact
+        def __call__(self, x, *, train=False):
+            return nn.Dense(3)(nn.relu(nn.Dense(16)(x["image"].reshape(x["image"].shape[0], -1)))
+                               + nn.Dense(16)(x["extra"]))  # fmt: skip
+
+    rng = np.random.default_rng(0)
+    x = {"image": rng.normal(size=(45, 4, 4)).astype(np.float32),
+         "extra": rng.normal(size=(45, 2)).astype(np.float64)}  # fmt: skip
+    y = rng.integers(0, 3, 45).astype(np.int32)
+    state = fnn.TrainState.create(TwoInputs(), optax.sgd(0.1, momentum=0.9),
+                                  {k: v[:1] for k, v in x.items()})  # fmt: skip
+    kwargs = dict(loss="cross_entropy", batch_size=8, epochs=2, verbose=0, metrics=["accuracy"])
+    ref, h_ref = fnn.fit(state, x, y, **kwargs)
+    for strategy in ("unfused", "stepwise", "streamed"):
+        got, h = fnn.fit(state, x, y, strategy=strategy, **kwargs)
+        assert_trees_close(ref.params, got.params)
+        assert h["accuracy"] == h_ref["accuracy"]
+    # One epoch by hand on the same rows of every leaf (the last batch: its 5 real rows).
+    one, _ = fnn.fit(state, x, y, **{**kwargs, "epochs": 1})
+    plan = Plan.make(45, 8, drop_remainder=False, shuffle=True)
+    idx, mask = map(np.asarray, epoch_indices(jax.random.key(0), np.int32(1), plan))
+    hand, step = state, jax.jit(train_step, static_argnames="loss_fn")
+    for row, row_mask in zip(idx, mask, strict=True):
+        rows = row[row_mask > 0]
+        batch = ({k: v[rows].astype(np.float32) for k, v in x.items()}, y[rows])
+        hand, _ = step(hand, batch, "cross_entropy")
+    assert_trees_close(one.params, hand.params)
+    logits = fnn.predict(ref, x, batch_size=7)
+    assert logits.shape == (45, 3)
+    out = fnn.evaluate(ref, x, y, loss="cross_entropy", metrics=["accuracy"])
+    assert out["accuracy"] == pytest.approx(float(np.mean(np.argmax(logits, 1) == y)))
+
+
+@pytest.mark.parametrize(
+    ("x", "match"),
+    [
+        (
+            {"a": np.ones((10, 2), np.float32), "b": np.ones((9, 2), np.float32)},
+            r"x: its arrays have different numbers of examples \(x\['a'\] has 10, x\['b'\] has 9\)",
+        ),
+        (
+            {"a": np.ones((10, 2), np.float32), "b": np.array([["s"] * 2] * 10)},
+            r"x\['b'\]: expected a numeric array, got dtype <U1",
+        ),
+        (
+            {"a": np.ones((10, 2), np.float32), "b": np.full((10, 2), np.nan, np.float32)},
+            r"x\['b'\]: contains 20 NaN/Inf value\(s\)",
+        ),
+        ({}, "x: expected an array or a pytree of arrays, got an empty dict"),
+    ],
+)
+def test_bad_pytree_inputs_name_the_leaf(x, match):
+    y = np.zeros((10,), np.int32)
+    state = fnn.TrainState.create(models.MLP((4,), 3), optax.sgd(0.1), np.ones((1, 2), np.float32))
+    with pytest.raises((ValueError, TypeError), match=match):
+        fnn.fit(state, x, y, loss="cross_entropy", batch_size=2, epochs=1, verbose=0)
+
+
+def test_recurrent_models_take_lengths_through_fit():
+    rng = np.random.default_rng(0)
+    n, t = 64, 6
+    lengths = rng.integers(1, t + 1, n).astype(np.int32)
+    series = rng.normal(size=(n, t, 1)).astype(np.float32)
+    series[np.arange(t)[None, :] >= lengths[:, None]] = 0.0  # right padding
+    # Class: whether the last *real* step is positive (padding hides it from x[:, -1]).
+    y = (series[np.arange(n), lengths - 1, 0] > 0).astype(np.int32)
+    x = {"x": series, "lengths": lengths}
+    state = fnn.TrainState.create(models.LSTM(16, outputs=2), optim.adam(1e-2),
+                                  {"x": series[:1], "lengths": lengths[:1]})  # fmt: skip
+    state, _ = fnn.fit(state, x, y, loss="cross_entropy", batch_size=16, epochs=30, verbose=0)
+    assert accuracy(state, x, y) >= 0.95
+    padded_more = {"x": np.concatenate([series, np.zeros((n, 3, 1), np.float32)], 1),
+                   "lengths": lengths}  # fmt: skip
+    np.testing.assert_allclose(fnn.predict(state, padded_more), fnn.predict(state, x),
+                               rtol=1e-5, atol=1e-5)  # fmt: skip

@@ -49,9 +49,10 @@ class Recurrent(nn.Module):
       dtype: computation dtype (None: inferred from inputs and parameters).
       param_dtype: dtype of parameters and of the initial state.
 
-    Call with ``x: <float>[batch, time, features]`` and optional ``lengths: <int>[batch]``;
-    padding must be at the end of each sequence. Steps past a sequence's length never change
-    its result.
+    Call with ``x: <float>[batch, time, features]`` and optional ``lengths: <int>[batch]``, or
+    with one dict ``{"x": x, "lengths": lengths}`` (which is how ``fnn.fit`` passes lengths: give
+    it that dict as its ``x``); padding must be at the end of each sequence. Steps past a
+    sequence's length never change its result.
     """
 
     hidden: int | Sequence[int]
@@ -63,9 +64,17 @@ class Recurrent(nn.Module):
 
     @nn.compact
     def __call__(
-        self, x: jax.Array, *, lengths: jax.Array | None = None, train: bool = False
+        self, x: jax.Array | dict, *, lengths: jax.Array | None = None, train: bool = False
     ) -> jax.Array:
         del train
+        if isinstance(x, dict):  # {"x": [B, T, F], "lengths": [B]}: how fit passes lengths
+            if set(x) != {"x", "lengths"}:
+                raise ValueError(
+                    f"x: expected a dict with keys 'x' and 'lengths', got keys {sorted(x)}"
+                )
+            if lengths is not None:
+                raise ValueError("lengths: given twice, as an argument and in the dict x")
+            x, lengths = x["x"], x["lengths"]
         if x.ndim != 3:
             raise ValueError(
                 f"x: expected <float>[batch, time, features] for a recurrent model, got shape "

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fnn.parallel import Placement
-from fnn.train import programs
+from fnn.train import data_tree, programs
 from fnn.train.model import ModelFacts
 from fnn.train.plan import Plan, epoch_indices
 from fnn.train.sources import DeviceArrays, HostArrays, prefetch
@@ -260,7 +260,7 @@ class StreamedRunner(_Runner):
         bar = tqdm(total=total, desc="chunks", leave=False, disable=not self.progress)
         for current in prefetch(host, self._put):
             if self.per_step:
-                for j in range(current[0].shape[0]):
+                for j in range(current[2].shape[0]):  # the chunk's masks: [K, B]
                     args = (carry, *current, np.int32(j))
                     carry = programs.compiled(programs.chunk_step, args, self.static, (0,))(*args)
             else:
@@ -283,8 +283,8 @@ class UnfusedRunner(_Runner):
         src = self.source
         carry = programs.run(programs.start, (state, *src.example), self.static)
         executable = None
-        for xs, ys, masks in src.chunks(epoch, size=1, stop_after=stop_after):
-            batch = (xs[0], ys[0], masks[0])
+        for chunk in src.chunks(epoch, size=1, stop_after=stop_after):
+            batch = data_tree.take(chunk, 0)
             if self.place.size > 1:
                 batch = self.place.put_batches(batch, axis=0, batch=src.plan.batch)
             if executable is None:  # every batch has the same shape: look the program up once
@@ -305,13 +305,13 @@ def make_runner(
     """
     s = choice.strategy
     if example is None:
-        example = (np.asarray(x[:1]), np.asarray(y[:1]))
+        example = data_tree.tree_map(np.asarray, (data_tree.head(x), data_tree.head(y)))
     if s in (Strategy.FUSED, Strategy.STEPWISE):
         source = DeviceArrays(x, y, plan, key, place, example=example)
         if s is Strategy.FUSED:
             return FusedRunner(source, loss_fn, metrics, choice.unroll)
         return StepwiseRunner(source, loss_fn, metrics)
-    host = HostArrays(np.asarray(x), np.asarray(y), plan, key)
+    host = HostArrays(*data_tree.tree_map(np.asarray, (x, y)), plan, key)
     if s is Strategy.UNFUSED:
         return UnfusedRunner(host, loss_fn, metrics, place)
     return StreamedRunner(

@@ -10,7 +10,7 @@ from fnn import _checks
 from fnn import metrics as metrics_lib
 from fnn.losses import LossFn, get_loss
 from fnn.parallel import Placement, check_same_everywhere, placement, to_host
-from fnn.train import programs, validate
+from fnn.train import data_tree, programs, validate
 from fnn.train.plan import padded_batches
 from fnn.train.state import TrainState
 from fnn.train.step import summarize
@@ -24,7 +24,7 @@ class Evaluator:
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch: int, loss_fn, metrics,
                  place: Placement):  # fmt: skip
-        (xs, ys), mask = padded_batches([x, y], batch)
+        (xs, ys), mask = padded_batches((x, y), batch)
         self.args = place.put_batches((xs, ys, mask), axis=1, batch=batch)
         self.place = place
         self.static = dict(loss_fn=loss_fn, metrics=metrics)
@@ -83,8 +83,9 @@ def evaluate(
     metrics = metrics_lib.get_metrics(metrics)
     x, y, _ = validate.labelled(state, x, y, loss_fn)
     devices = _checks.check_devices("devices", devices)
-    check_same_everywhere(x=x, y=y)
-    batch = eval_batch_size(batch_size, x.shape[0])
+    named = data_tree.leaves_with_names("x", x)[0] + data_tree.leaves_with_names("y", y)[0]
+    check_same_everywhere(**dict(named))
+    batch = eval_batch_size(batch_size, data_tree.num_examples(x))
     sums, _ = Evaluator(x, y, batch, loss_fn, metrics, placement(devices))(state)
     return summarize(sums, metrics)
 
@@ -109,16 +110,17 @@ def predict(
     validate.check_not_traced("x", x, "predict")
     if _checks.check_bool("use_ema", use_ema):
         state = state.with_ema_params()
-    x = validate.as_inputs("x", x)
+    x = validate.as_data("x", x)
     validate.facts(state, x)
     devices = _checks.check_devices("devices", devices)
-    check_same_everywhere(x=x)
-    batch = eval_batch_size(batch_size, x.shape[0])
-    (xs,), _ = padded_batches([x], batch)
+    check_same_everywhere(**dict(data_tree.leaves_with_names("x", x)[0]))
+    n = data_tree.num_examples(x)
+    batch = eval_batch_size(batch_size, n)
+    xs, _ = padded_batches(x, batch)
     place = placement(devices)
     args = (place.put_replicated(state), place.put_batches(xs, axis=1, batch=batch))
-    out = to_host(programs.run(programs.predict_batches, args, {}))
-    return out.reshape(-1, *out.shape[2:])[: x.shape[0]]
+    out = programs.run(programs.predict_batches, args, {})
+    return jax.tree_util.tree_map(lambda o: to_host(o).reshape(-1, *o.shape[2:])[:n], out)
 
 
 __all__ = ["DEFAULT_EVAL_BATCH", "Evaluator", "evaluate", "predict"]

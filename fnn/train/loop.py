@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from fnn import metrics as metrics_lib
 from fnn.losses import LossFn
 from fnn.parallel import Placement, is_main_process, placement
-from fnn.train import validate
+from fnn.train import data_tree, validate
 from fnn.train.callbacks import Callback, Run
 from fnn.train.checkpoint import CheckpointStore
 from fnn.train.executors import EpochResult, EpochRunner, Strategy, choose_strategy, make_runner
@@ -135,7 +135,7 @@ def fit(
         verbose=verbose, resume_from=resume_from, max_device_bytes=max_device_bytes,
         steps_per_chunk=steps_per_chunk, unroll=unroll, devices=devices,
     )  # fmt: skip
-    plan = Plan.make(args.x.shape[0], args.batch, drop_remainder=args.drop_remainder,
+    plan = Plan.make(data_tree.num_examples(args.x), args.batch, drop_remainder=args.drop_remainder,
                      shuffle=args.shuffle)  # fmt: skip
     choice = choose_strategy(
         args.facts, plan, args.data_bytes, backend=jax.default_backend(),
@@ -239,9 +239,7 @@ class _Epochs:
         return self.runner.run(current.start_state, current.epoch, stop_after=steps).state
 
     def finish(self, current: _Dispatched, previous_done: float | None):
-        record, bad = _finish_epoch(
-            current, self.plan, self.metrics, self.evaluator, previous_done
-        )
+        record, bad = _finish_epoch(current, self.plan, self.metrics, self.evaluator, previous_done)
         if self.count_updates:
             record["optimizer_updates"] = int(current.result.state.optimizer_updates())
         return record, bad

@@ -11,12 +11,14 @@ same order.
 """
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from fnn.train import data_tree
 
 PRNGKey = jax.Array
 
@@ -78,22 +80,24 @@ def epoch_indices(key: PRNGKey, epoch: jax.Array, plan: Plan) -> tuple[jax.Array
     return order[:size].reshape(plan.steps, plan.batch), mask.reshape(plan.steps, plan.batch)
 
 
-def padded_batches(arrays: Sequence[np.ndarray], batch: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Host arrays ``[n, ...]`` as ``[steps, batch, ...]`` batches in order, plus their mask.
+def padded_batches(data: Any, batch: int) -> tuple[Any, np.ndarray]:
+    """Host data (an array or pytree of ``[n, ...]`` arrays) as ``[steps, batch, ...]``
+    batches in order, plus their mask.
 
     The last batch is padded with copies of the first example, masked out: ``mask:
     <float32>[steps, batch]``. Used for evaluation and prediction, where order is kept.
     """
-    n = arrays[0].shape[0]
+    n = data_tree.num_examples(data)
     steps = math.ceil(n / batch)
     pad = steps * batch - n
-    out = []
-    for a in arrays:
+
+    def batched(a):
         if pad:
             a = np.concatenate([a, np.repeat(a[:1], pad, axis=0)])
-        out.append(a.reshape(steps, batch, *a.shape[1:]))
+        return a.reshape(steps, batch, *a.shape[1:])
+
     mask = (np.arange(steps * batch) < n).astype(np.float32).reshape(steps, batch)
-    return out, mask
+    return data_tree.tree_map(batched, data), mask
 
 
 __all__ = ["Plan", "epoch_indices", "epoch_key", "padded_batches"]

@@ -30,6 +30,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from fnn import metrics as metrics_lib
+from fnn.train import data_tree
 from fnn.train.plan import Plan, epoch_indices
 from fnn.train.state import TrainState
 from fnn.train.step import eval_step, predict_step, train_step
@@ -55,8 +56,9 @@ def tracked_step(carry, batch, loss_fn, metrics):
 
 
 def gather(x, y, i):
-    """Rows ``i: <int>[batch]`` of the device-resident ``x`` and ``y``."""
-    return jnp.take(x, i, axis=0, mode="clip"), jnp.take(y, i, axis=0, mode="clip")
+    """Rows ``i: <int>[batch]`` of every leaf of the device-resident ``x`` and ``y``."""
+    rows = lambda a: jnp.take(a, i, axis=0, mode="clip")
+    return data_tree.tree_map(rows, x), data_tree.tree_map(rows, y)
 
 
 def fused_epoch(
@@ -66,7 +68,7 @@ def fused_epoch(
 
     Args:
       state: the state at the start of the epoch.
-      x, y: the whole training set, ``[n, ...]``, on the device.
+      x, y: the whole training set, arrays or pytrees of ``[n, ...]`` arrays, on the device.
       key: the run's shuffling key; ``epoch``: ``<int32>[]`` 1-based epoch number.
       plan: the epoch's static shape.
       unroll: the ``lax.scan`` unroll factor.
@@ -74,7 +76,7 @@ def fused_epoch(
         indices of every batch are split, so each device gathers only its own rows.
       stop_after: run only the first ``stop_after`` steps (None: all).
     """
-    sums = zero_sums(state, x[:1], y[:1], loss_fn, metrics)
+    sums = zero_sums(state, data_tree.head(x), data_tree.head(y), loss_fn, metrics)
     carry = (state, sums, jnp.int32(-1))
     if plan.full_batch and not plan.padded:
         if split is not None:  # a local slice of the replicated data: no communication
@@ -113,7 +115,8 @@ def chunk(carry, xs, ys, masks, *, loss_fn, metrics, unroll):
 
 def chunk_step(carry, xs, ys, masks, j, *, loss_fn, metrics):
     """Batch ``j`` of a streamed chunk ``xs: [K, B, ...]`` as one step."""
-    return tracked_step(carry, (xs[j], ys[j], masks[j]), loss_fn, metrics)
+    batch = data_tree.take((xs, ys, masks), j)
+    return tracked_step(carry, batch, loss_fn, metrics)
 
 
 def single_step(carry, x, y, mask, *, loss_fn, metrics):
@@ -142,9 +145,8 @@ def start(state, x_example, y_example, *, loss_fn, metrics):
 
 def eval_batches(state, xs, ys, masks, *, loss_fn, metrics):
     """Sums of the loss and metrics over ``xs: [S, B, ...]`` batches, in eval mode."""
-    zero = jax.eval_shape(
-        lambda s, x, y: eval_step(s, (x, y), loss_fn, metrics), state, xs[0], ys[0]
-    )
+    first = data_tree.take((xs, ys), 0)
+    zero = jax.eval_shape(lambda s, b: eval_step(s, b, loss_fn, metrics), state, first)
     zero = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), zero)
 
     def body(acc, batch):

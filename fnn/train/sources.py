@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from fnn.parallel import Placement
-from fnn.train import programs
+from fnn.train import data_tree, programs
 from fnn.train.plan import Plan, epoch_indices
 
 PRNGKey = jax.Array
@@ -56,9 +56,9 @@ class DeviceArrays:
 class HostArrays:
     """The training set in host memory, handed out in the order of each epoch's permutation."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, plan: Plan, key: PRNGKey):
+    def __init__(self, x: Any, y: Any, plan: Plan, key: PRNGKey):
         self.x, self.y, self.plan, self.key = x, y, plan, key
-        self.example = (x[:1], y[:1])
+        self.example = (data_tree.head(x), data_tree.head(y))
 
     def indices(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         """``idx: <int32>[steps, batch]`` and ``mask: <float32>[steps, batch]`` of ``epoch``."""
@@ -74,13 +74,14 @@ class HostArrays:
         that many batches. An unpadded full batch is the data itself (a view, not a copy).
         """
         if self.plan.full_batch and not self.plan.padded:
-            yield self.x[None], self.y[None], np.ones((1, self.plan.n), np.float32)
+            whole = data_tree.tree_map(lambda a: a[None], (self.x, self.y))
+            yield *whole, np.ones((1, self.plan.n), np.float32)
             return
         idx, mask = self.indices(epoch)
         steps = self.plan.steps if stop_after is None else min(stop_after, self.plan.steps)
         for begin in range(0, steps, size):
             i, m = idx[begin : min(begin + size, steps)], mask[begin : min(begin + size, steps)]
-            yield self.x[i], self.y[i], m
+            yield data_tree.take(self.x, i), data_tree.take(self.y, i), m
 
 
 def prefetch(items: Iterable[Any], put: Callable[[Any], Any]) -> Iterator[Any]:

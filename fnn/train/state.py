@@ -9,6 +9,7 @@ import optax
 from flax import struct
 
 from fnn import _checks
+from fnn.train import data_tree
 from fnn.train.model import LinenModel, Model, as_model
 
 PRNGKey = jax.Array
@@ -58,7 +59,7 @@ class TrainState(struct.PyTreeNode):
         cls,
         model: Any,
         optimizer: optax.GradientTransformation,
-        example_input: jax.Array,
+        example_input: Any,
         *,
         seed: int = 0,
         key: PRNGKey | None = None,
@@ -70,7 +71,8 @@ class TrainState(struct.PyTreeNode):
           model: a Flax linen module called as ``model(x, train=...)``, or any object with the
             model seam's ``init`` and ``apply`` (see ``fnn.train.model``).
           optimizer: an ``optax.GradientTransformation`` (e.g. ``fnn.optim.adam(1e-3)``).
-          example_input: a batch shaped like the training inputs, e.g. ``x_train[:1]``;
+          example_input: a batch shaped like the training inputs, e.g. ``x_train[:1]``, or
+            a pytree of them (``{"x": x[:1], "lengths": lengths[:1]}``);
             only its shape and dtype matter.
           seed: integer seed of the run, used when ``key`` is None.
           key: a PRNG key (``jax.random.key``) to use instead of ``seed``.
@@ -95,20 +97,26 @@ class TrainState(struct.PyTreeNode):
                 raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
             key = jax.random.key(seed)
         init_key, run_key = jax.random.split(key)
-        example_input = jnp.asarray(example_input)
-        if example_input.ndim < 1 or example_input.shape[0] < 1:
-            raise ValueError(
-                f"example_input: expected a batch [batch >= 1, ...], "
-                f"got shape {example_input.shape}"
-            )
+        example_input = data_tree.tree_map(jnp.asarray, example_input)
+        named, _ = data_tree.leaves_with_names("example_input", example_input)
+        for path, leaf in named:
+            if leaf.ndim < 1 or leaf.shape[0] < 1:
+                raise ValueError(
+                    f"{path}: expected a batch [batch >= 1, ...], got shape {leaf.shape}"
+                )
+        single = isinstance(example_input, jax.Array)
         try:
             params, model_state = model.init(init_key, example_input)
         except Exception as err:
             name = type(getattr(model, "module", model)).__name__
             kind = type(err) if isinstance(err, TypeError | ValueError) else ValueError
+            what = (
+                f"of shape {tuple(example_input.shape)} and dtype {example_input.dtype}"
+                if single
+                else data_tree.describe(example_input)
+            )
             raise kind(
-                f"model: {name} failed to initialise on example_input of shape "
-                f"{tuple(example_input.shape)} and dtype {example_input.dtype}: "
+                f"model: {name} failed to initialise on example_input {what}: "
                 f"{type(err).__name__}: {err}"
             ) from err
         return cls(
@@ -121,7 +129,7 @@ class TrainState(struct.PyTreeNode):
             key_data=jax.random.key_data(run_key),
             model=model,
             tx=optimizer,
-            input_shape=tuple(example_input.shape[1:]),
+            input_shape=tuple(example_input.shape[1:]) if single else None,
         )
 
     @property

@@ -1,6 +1,7 @@
 """Pure train / eval / predict steps.
 
 A batch is a tuple ``(x, y)`` or ``(x, y, mask)`` with ``x: [batch, ...]``, ``y: [batch, ...]``
+(each an array or a pytree of arrays)
 and ``mask: <float32>[batch]`` (1 for a real example, 0 for padding). The loss of a step is the
 mean of the per-example loss over the real examples, ``sum(loss * mask) / sum(mask)``, so a
 padded last batch trains exactly as the same examples without padding would.
@@ -23,6 +24,7 @@ import numpy as np
 
 from fnn import metrics as metrics_lib
 from fnn.losses import LossFn, get_loss
+from fnn.train import data_tree
 from fnn.train.state import TrainState
 
 Batch = tuple[jax.Array, jax.Array] | tuple[jax.Array, jax.Array, jax.Array]
@@ -34,7 +36,7 @@ def _unpack(batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array]:
         raise TypeError(f"batch: expected a tuple (x, y) or (x, y, mask), got {type(batch)}")
     if len(batch) == 2:
         x, y = batch
-        mask = jnp.ones((jnp.shape(x)[0],), jnp.float32)
+        mask = jnp.ones((data_tree.num_examples(x),), jnp.float32)
     else:
         x, y, mask = batch
     return x, y, mask

@@ -19,6 +19,7 @@ from fnn import _checks
 from fnn import losses as losses_lib
 from fnn import metrics as metrics_lib
 from fnn.parallel import check_same_everywhere
+from fnn.train import data_tree
 from fnn.train.callbacks import Callback
 from fnn.train.executors import Strategy
 from fnn.train.model import ModelFacts, model_facts
@@ -77,36 +78,60 @@ def as_inputs(name: str, x: Any) -> np.ndarray:
     return arr
 
 
-def check_pair(x: np.ndarray, y: np.ndarray, x_name: str = "x", y_name: str = "y") -> None:
-    if x.shape[0] != y.shape[0]:
+def as_data(name: str, data: Any) -> Any:
+    """``data`` (an array or a pytree of arrays, see ``fnn.train.data_tree``) with every leaf
+    checked by :func:`as_inputs` under its path (``x['image']``) and all leaves of one length."""
+    named, treedef = data_tree.leaves_with_names(name, data)
+    if not named:
         raise ValueError(
-            f"{x_name}, {y_name}: different numbers of examples: {x_name} has {x.shape[0]}, "
-            f"{y_name} has {y.shape[0]}; expected the same"
+            f"{name}: expected an array or a pytree of arrays, got an empty {type(data).__name__}"
+        )
+    checked = [as_inputs(path, leaf) for path, leaf in named]
+    sizes = [(path, a.shape[0]) for (path, _), a in zip(named, checked, strict=True)]
+    if len({n for _, n in sizes}) > 1:
+        listed = ", ".join(f"{path} has {n}" for path, n in sizes)
+        raise ValueError(
+            f"{name}: its arrays have different numbers of examples ({listed}); expected the "
+            f"same leading (example) axis"
+        )
+    return jax.tree_util.tree_unflatten(treedef, checked)
+
+
+def check_pair(x: Any, y: Any, x_name: str = "x", y_name: str = "y") -> None:
+    nx, ny = data_tree.num_examples(x), data_tree.num_examples(y)
+    if nx != ny:
+        raise ValueError(
+            f"{x_name}, {y_name}: different numbers of examples: {x_name} has {nx}, "
+            f"{y_name} has {ny}; expected the same"
         )
 
 
-def facts(state: TrainState, x: np.ndarray, name: str = "x") -> ModelFacts:
+def facts(state: TrainState, x: Any, name: str = "x") -> ModelFacts:
     """The model's :class:`~fnn.train.model.ModelFacts` on inputs like ``x``, or a clear error."""
     expected = state.input_shape
-    if expected is not None and x.ndim != len(expected) + 1:
+    if expected is not None and isinstance(x, np.ndarray) and x.ndim != len(expected) + 1:
         shape = ", ".join(["n", *map(str, expected)])
         raise ValueError(
             f"{name}: expected inputs of rank {len(expected) + 1} ([{shape}], like the example "
             f"given to TrainState.create), got shape {x.shape}"
         )
-    example = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)
+    example = data_tree.spec(x, batch=1)
     try:
         return model_facts(state.model, state.params, state.model_state, example)
     except Exception as err:
-        raise ValueError(
-            f"{name}: examples of shape {x.shape[1:]} and dtype {x.dtype} do not fit the model: "
-            f"{err}"
-        ) from None
+        if isinstance(x, np.ndarray):
+            what = f"examples of shape {x.shape[1:]} and dtype {x.dtype}"
+        else:
+            what = f"examples {data_tree.describe(x)}"
+        raise ValueError(f"{name}: {what} do not fit the model: {err}") from None
 
 
-def check_targets(loss_fn, y: np.ndarray, out_shape: tuple[int, ...], name: str = "y") -> None:
-    """Checks ``y`` against the loss and the model's output shape (values where known)."""
-    if loss_fn is losses_lib.sparse_categorical_cross_entropy:
+def check_targets(loss_fn, y: Any, out_shape: tuple[int, ...], name: str = "y") -> None:
+    """Checks ``y`` against the loss and the model's output shape (values where known; a
+    pytree of targets is checked through the loss's output shape only)."""
+    if not isinstance(y, np.ndarray):
+        pass
+    elif loss_fn is losses_lib.sparse_categorical_cross_entropy:
         classes = out_shape[-1] if out_shape else 1
         if y.dtype.kind not in "iu":
             raise TypeError(
@@ -127,9 +152,10 @@ def check_targets(loss_fn, y: np.ndarray, out_shape: tuple[int, ...], name: str 
             raise ValueError(
                 f"{name}: binary_cross_entropy needs labels in [0, 1], got range [{lo}, {hi}]"
             )
-    n = y.shape[0]
+    n = data_tree.num_examples(y)
+    target_leaves, target_tree = jax.tree_util.tree_flatten(data_tree.spec(y))
     try:
-        shape = _loss_shape(loss_fn, (n, *out_shape), y.shape, y.dtype)
+        shape = _loss_shape(loss_fn, (n, *out_shape), target_tree, tuple(target_leaves))
     except (ValueError, TypeError) as err:
         raise type(err)(
             f"{name}: does not fit the loss for model outputs of shape [n, "
@@ -146,11 +172,11 @@ def check_targets(loss_fn, y: np.ndarray, out_shape: tuple[int, ...], name: str 
 
 
 @functools.lru_cache(maxsize=256)
-def _loss_shape(loss_fn, prediction_shape, target_shape, target_dtype):
+def _loss_shape(loss_fn, prediction_shape, target_tree, target_leaves):
     return jax.eval_shape(
         loss_fn,
         jax.ShapeDtypeStruct(prediction_shape, jnp.float32),
-        jax.ShapeDtypeStruct(target_shape, target_dtype),
+        jax.tree_util.tree_unflatten(target_tree, target_leaves),
     ).shape
 
 
@@ -162,7 +188,7 @@ def check_state(state: Any, caller: str) -> TrainState:
 
 def labelled(state: TrainState, x, y, loss_fn, x_name="x", y_name="y"):
     """Checked ``(x, y, facts)`` of a labelled set for ``state``'s model and ``loss_fn``."""
-    x, y = as_inputs(x_name, x), as_inputs(y_name, y)
+    x, y = as_data(x_name, x), as_data(y_name, y)
     check_pair(x, y, x_name, y_name)
     model = facts(state, x, x_name)
     check_targets(loss_fn, y, model.output_shape, y_name)
@@ -198,7 +224,7 @@ class FitInputs:
     x: Any  # the caller's jax.Array when checking changed nothing, else the checked copy
     y: Any
     facts: ModelFacts
-    validation: tuple[np.ndarray, np.ndarray] | None
+    validation: tuple[Any, Any] | None
     batch: int
     epochs: int
     seed: int
@@ -213,7 +239,7 @@ class FitInputs:
     unroll: int | None
     devices: tuple[jax.Device, ...] | None
     data_bytes: int  # of the training inputs and targets
-    example: tuple[np.ndarray, np.ndarray]  # (x[:1], y[:1]) on the host
+    example: tuple[Any, Any]  # (x[:1], y[:1]) on the host
 
 
 def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metrics, shuffle,
@@ -238,10 +264,11 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
             state, *validation_data, loss_fn, "validation_data[0]", "validation_data[1]"
         )
         validation = (xv, yv)
-    same = {"x": x, "y": y}
+    same = [("x", x), ("y", y)]
     if validation is not None:
-        same.update({"validation_data[0]": validation[0], "validation_data[1]": validation[1]})
-    check_same_everywhere(**same)
+        same += [("validation_data[0]", validation[0]), ("validation_data[1]", validation[1])]
+    named = [leaf for name, tree in same for leaf in data_tree.leaves_with_names(name, tree)[0]]
+    check_same_everywhere(**dict(named))
     if callbacks is None or isinstance(callbacks, Callback):
         raise TypeError(
             f"callbacks: expected a list of fnn.Callback values (e.g. [fnn.EarlyStopping()]), "
@@ -258,11 +285,11 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
         metrics=metrics,
         # The caller's own device array where checking changed nothing (data already on the
         # device is not copied back and forth), else the checked NumPy copy.
-        x=given[0] if _unchanged(given[0], x) else x,
-        y=given[1] if _unchanged(given[1], y) else y,
+        x=_resident(given[0], x),
+        y=_resident(given[1], y),
         facts=model,
         validation=validation,
-        batch=_checks.check_batch_size("batch_size", batch_size, x.shape[0]),
+        batch=_checks.check_batch_size("batch_size", batch_size, data_tree.num_examples(x)),
         epochs=_checks.check_int("epochs", epochs, minimum=1),
         seed=_checks.check_int("seed", seed),
         shuffle=_checks.check_bool("shuffle", shuffle),
@@ -279,13 +306,23 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
         else _checks.check_int("steps_per_chunk", chunk, minimum=1),  # fmt: skip
         unroll=None if unroll is None else _checks.check_int("unroll", unroll, minimum=1),
         devices=_checks.check_devices("devices", devices),
-        data_bytes=x.nbytes + y.nbytes,
-        example=(x[:1], y[:1]),
+        data_bytes=data_tree.nbytes(x) + data_tree.nbytes(y),
+        example=(data_tree.head(x), data_tree.head(y)),
     )
 
 
-def _unchanged(given, checked: np.ndarray) -> bool:
-    return isinstance(given, jax.Array) and given.dtype == checked.dtype
+def _resident(given: Any, checked: Any) -> Any:
+    """``checked``, with each leaf replaced by the caller's own ``jax.Array`` where checking
+    changed nothing (data already on the device is not copied back and forth)."""
+    given_leaves = data_tree.leaves(given)
+    checked_leaves, treedef = jax.tree_util.tree_flatten(checked)
+    if len(given_leaves) != len(checked_leaves):
+        return checked
+    kept = [
+        g if isinstance(g, jax.Array) and g.dtype == c.dtype else c
+        for g, c in zip(given_leaves, checked_leaves, strict=True)
+    ]
+    return jax.tree_util.tree_unflatten(treedef, kept)
 
 
 __all__ = [
