@@ -19,6 +19,7 @@ from fnn.train.loop import NonFiniteLossError as NonFiniteLossError
 from fnn.train.loop import fit as fit
 from fnn.train.model import LinenModel as LinenModel
 from fnn.train.model import Model as Model
+from fnn.train.model import NnxModel as NnxModel
 from fnn.train.state import TrainState as TrainState
 from fnn.train.step import eval_step as eval_step
 from fnn.train.step import predict_step as predict_step
@@ -32,6 +33,7 @@ __all__ = [
     "History",
     "LinenModel",
     "Model",
+    "NnxModel",
     "NonFiniteLossError",
     "Run",
     "Strategy",
