@@ -22,7 +22,14 @@ from benchmarks.tables import (
     tta_table,
 )
 
-__all__ = ["METHOD", "answer_lines", "console_report", "markdown_report", "shortfall_lines"]
+__all__ = [
+    "METHOD",
+    "answer_lines",
+    "console_report",
+    "markdown_report",
+    "nnx_lines",
+    "shortfall_lines",
+]
 
 Shortfall = Callable[[dict[str, Any], dict[str, Any], dict[tuple, Record]], list[str]]
 
@@ -126,6 +133,35 @@ def answer_lines(results: dict[str, Any]) -> list[str]:
                 f"it, and the whole step at {fmt_percent(row['fnn_fraction_of_matmul_bound'])} "
                 f"of their speed."
             )
+    return lines
+
+
+def _paired_text(ratio: float, rounds: dict[str, float] | None, what: str) -> str:
+    if not rounds:
+        return f"{ratio:.2f}x {what}"
+    return f"{rounds['median']:.2f}x {what} (quartiles {rounds['p25']:.2f}-{rounds['p75']:.2f}x)"
+
+
+def nnx_lines(results: dict[str, Any]) -> list[str]:
+    """fnn on the network written in Flax NNX against fnn on the linen one, and against the
+    hand-written NNX loop: per batch size, paired round by round."""
+    lines = []
+    rows = [r for r in results["summary"]["throughput"] if r.get("fnn_nnx_vs_linen") is not None]
+    for (w,), group in groups(rows, ("workload",)).items():
+        parts = []
+        for r in group:
+            texts = [_paired_text(r["fnn_nnx_vs_linen"], r.get("fnn_nnx_vs_linen_per_round"),
+                                  "fnn fused on linen")]  # fmt: skip
+            if r.get("fnn_nnx_vs_nnx_loop") is not None:
+                texts.append(_paired_text(r["fnn_nnx_vs_nnx_loop"],
+                                          r.get("fnn_nnx_vs_nnx_loop_per_round"),
+                                          "the hand NNX loop"))  # fmt: skip
+            where = "full" if r["mode"] == "full" else str(r["batch_size"])
+            parts.append(f"batch {where}: " + " and ".join(texts))
+        lines.append(
+            f"{w}, fnn fused on the same network written in Flax NNX (same engine and shapes; "
+            f"medians of the per-round ratios): " + "; ".join(parts) + "."
+        )
     return lines
 
 
@@ -306,6 +342,9 @@ def markdown_report(results: dict[str, Any], plots: list[Path] | None = None) ->
             parts += ["### Where fnn falls short, and why", "\n".join(shortfalls)]
     for title, table in throughput_tables(results, markdown=True):
         parts += [f"## {title}", table]
+    nnx = nnx_lines(results)
+    if nnx:
+        parts += ["## fnn on Flax NNX modules", "\n".join(f"- {line}" for line in nnx)]
     block = tta_table(results, True)
     if block:
         parts += [f"## {block[0]}", block[1]]
@@ -334,7 +373,7 @@ def console_report(results: dict[str, Any]) -> str:
     for block in blocks:
         if block:
             parts.append(f"{block[0]}\n{block[1]}")
-    parts += ["\n".join(answer_lines(results))]
+    parts += ["\n".join(answer_lines(results) + nnx_lines(results))]
     skipped = _skipped_lines(results)
     if skipped:
         parts.append("\n".join(skipped))
@@ -362,6 +401,11 @@ METHOD = """\
   a step's speed against it: near 100% means the rest of the step costs next to nothing, and
   the gap to the peak lies in the matmul kernels at the step's shapes. Not measured for steps
   that loop over their matmuls (the LSTM).
+- **Flax NNX**: `fnn fused (NNX)` trains the same network written with `flax.nnx` layers
+  through `fnn.fit` (the module behind `fnn.train.NnxModel`); `hand NNX loop` is the loop of
+  Flax's NNX tutorial (`nnx.Optimizer(model, tx, wrt=nnx.Param)`, an `@nnx.jit` step, a
+  Python loop over NumPy batches). fnn on NNX / fnn on linen is the cost of the NNX seam:
+  both run the same engine, timed in the same rounds.
 - **Time to accuracy**: trained one epoch per call, the test set evaluated after every epoch
   (evaluation not timed); the first epoch is counted at the steady-state epoch time (its
   compile cost is reported separately). `final_loss_at_budget` is the training-set loss after

@@ -384,6 +384,15 @@ def _meta(config: Config, argv: list[str] | None, peak: dict, source: str) -> di
     }
 
 
+def _workload_skips(workload: Workload, impls: list[str], skipped: dict[str, str]):
+    """``skipped`` plus the implementations in ``impls`` that have no version of ``workload``."""
+    out = dict(skipped)
+    for impl in dict.fromkeys(impls):
+        if impl not in out and (reason := availability(impl, workload)) is not None:
+            out[impl] = reason
+    return out
+
+
 def run(
     config: Config, *, argv: list[str] | None = None, progress: bool = True, log: Log = _stderr
 ) -> dict[str, Any]:
@@ -414,8 +423,15 @@ def run(
         f"{peaks[0]['flops_per_s'] / 1e9:.1f} GFLOP/s (n={peaks[0]['n']}), re-measured "
         f"between measurements")  # fmt: skip
     meta = _meta(config, argv, peaks[0], source)
-    live = [i for i in impls if i not in skipped]
-    total = len(config.workloads) * len(config.batch_sizes) * len(live) * (1 + config.repeats)
+    # Per workload, also those with no version of it (e.g. no NNX LSTM).
+    skips = {
+        name: _workload_skips(get_workload(name), impls + tta_impls, skipped)
+        for name in dict.fromkeys(config.workloads + config.tta_workloads)
+    }
+    total = sum(
+        len(config.batch_sizes) * len([i for i in impls if i not in skips[name]])
+        for name in config.workloads
+    ) * (1 + config.repeats)
     total += len(config.tta_workloads) * len(config.tta_batch_sizes) * len(tta_impls)
     bar = _Progress(total, progress)
     records: list[Record] = []
@@ -429,7 +445,7 @@ def run(
                 workload, config.n_train, config.n_test, source=source, seed=config.seed
             )
             for spec in config.batch_sizes:
-                records += _throughput(config, workload, data, spec, impls, skipped, bar)
+                records += _throughput(config, workload, data, spec, impls, skips[name], bar)
                 sample_peak()
         phases["throughput_s"] = time.perf_counter() - t0
         for name in config.tta_workloads:
@@ -438,7 +454,7 @@ def run(
             t0 = time.perf_counter()
             for spec in config.tta_batch_sizes:
                 for impl in tta_impls:
-                    records.append(_tta(config, workload, data, spec, impl, skipped, bar))
+                    records.append(_tta(config, workload, data, spec, impl, skips[name], bar))
             phases["time_to_accuracy_s"] += time.perf_counter() - t0
             if config.noise_scale:
                 bar.describe(f"{name} noise scale")

@@ -47,9 +47,26 @@ def _paired_ratios(a: dict[str, Any], b: dict[str, Any]) -> list[float]:
     return [x / y for x, y in zip(ra, rb, strict=False) if y]
 
 
+def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
+    return a["samples_per_s"] / b["samples_per_s"] if a and b and b["samples_per_s"] else None
+
+
+def _nnx_fields(by_impl: dict[str, Record]) -> dict[str, Any]:
+    """fnn fused on the NNX network against fnn fused on the linen one (the engine's cost of
+    the NNX seam) and against the hand-written NNX loop, both paired round by round."""
+    nnx, fused, loop = (by_impl.get(i) for i in ("fnn_fused_nnx", "fnn_fused", "nnx_loop"))
+    return {
+        "fnn_nnx_samples_per_s": nnx["samples_per_s"] if nnx else None,
+        "fnn_nnx_vs_linen": _ratio(nnx, fused),
+        "fnn_nnx_vs_linen_per_round": spread(_paired_ratios(nnx, fused) if nnx and fused else []),
+        "fnn_nnx_vs_nnx_loop": _ratio(nnx, loop),
+        "fnn_nnx_vs_nnx_loop_per_round": spread(_paired_ratios(nnx, loop) if nnx and loop else []),
+    }
+
+
 def _throughput_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per workload x batch size: fnn fused against its best peer, the hand loop, the
-    matmul peak and the step's own matmuls."""
+    matmul peak and the step's own matmuls; fnn on the NNX network against fnn on linen."""
     recs: list[Record] = where(results["records"], benchmark="throughput")
     rows = []
     for workload, b in groups(recs, ("workload", "batch_size")):
@@ -80,6 +97,7 @@ def _throughput_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 ),
                 "fnn_vs_matmul_bound_per_round": spread(bound_paired),
                 "matmul_bound_fraction_of_peak": bound.get("fraction_of_peak") if bound else None,
+                **_nnx_fields(by_impl),
             }
         )
     return rows

@@ -91,8 +91,10 @@ def throughput_tables(results: dict[str, Any], markdown: bool) -> list[tuple[str
     for (workload,), group in groups(recs, ("workload",)).items():
         impls = _impl_order(group)
         labels = {r["implementation"]: r["label"] for r in group}
+        nnx = any(s.get("fnn_nnx_vs_linen") for (w, _), s in summary.items() if w == workload)
         header = ["batch", *(labels[i] for i in impls), "fnn/best peer", "fnn/hand loop",
                   "fnn % peak", "fnn % step matmuls"]  # fmt: skip
+        header += ["fnn NNX/linen"] if nnx else []
         rows = []
         for (b,), at_b in groups(group, ("batch_size",)).items():
             cells = {r["implementation"]: r for r in at_b}
@@ -105,6 +107,7 @@ def throughput_tables(results: dict[str, Any], markdown: bool) -> list[tuple[str
                     _ratio_cell(s.get("fnn_vs_flax_loop")),
                     fmt_percent(s.get("fnn_fraction_of_peak")),
                     fmt_percent(s.get("fnn_fraction_of_matmul_bound")),
+                    *([_ratio_cell(s.get("fnn_nnx_vs_linen"))] if nnx else []),
                 ]
             )
         first = group[0]

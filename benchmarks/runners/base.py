@@ -19,10 +19,11 @@ class Unavailable(Exception):
 class Runner(abc.ABC):
     """Trains one workload with one implementation at one batch size.
 
-    Life cycle: ``check_available()`` (class method, cheap), ``__init__`` (no work),
-    ``setup()`` (build model, optimizer, move data; no training, no compilation required),
-    then ``run_epochs(k)`` any number of times (each call returns only when the device is done,
-    so wall-clock timing around it is exact) and ``evaluate(x, y)`` between calls.
+    Life cycle: ``check_available()`` and ``check_workload(workload)`` (class methods, cheap),
+    ``__init__`` (no work), ``setup()`` (build model, optimizer, move data; no training, no
+    compilation required), then ``run_epochs(k)`` any number of times (each call returns only
+    when the device is done, so wall-clock timing around it is exact) and ``evaluate(x, y)``
+    between calls.
 
     Attributes:
       implementation: the name in results.json (e.g. ``"fnn_fused"``).
@@ -49,6 +50,11 @@ class Runner(abc.ABC):
     @classmethod
     def check_available(cls) -> None:
         """Raises :class:`Unavailable` (with the reason) if this implementation cannot run."""
+        return None
+
+    @classmethod
+    def check_workload(cls, workload: Workload) -> None:
+        """Raises :class:`Unavailable` (with the reason) if it has no version of ``workload``."""
         return None
 
     @property

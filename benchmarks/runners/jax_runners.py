@@ -56,13 +56,17 @@ class _FnnRunner(Runner):
         from fnn.train import TrainState
 
         self._fnn = fnn
-        model = self.workload.build(self.data.num_classes)
+        model = self.build_model()
         optimizer = optim.sgd(self.learning_rate, momentum=MOMENTUM)
         self.state = TrainState.create(model, optimizer, self.data.x_train[:1], seed=self.seed)
         self._x = jax.device_put(self.data.x_train)
         self._y = jax.device_put(self.data.y_train)
         full = self.batch_size == self.data.num_train
         self._batch: int | str = "full" if full else self.batch_size
+
+    def build_model(self) -> Any:
+        """The model ``fnn.fit`` trains: the workload's reference linen module."""
+        return self.workload.build(self.data.num_classes)
 
     def run_epochs(self, epochs: int) -> None:
         self.state, _ = self._fnn.fit(

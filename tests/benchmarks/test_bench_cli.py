@@ -29,16 +29,22 @@ def test_options_override_the_preset(tmp_path):
     assert config.preset == "full"
     assert config.workloads == ("mlp", "cnn") == config.tta_workloads
     assert config.batch_sizes == (1, 32, "full") == config.tta_batch_sizes
-    assert config.implementations == ("fnn_fused", "fnn_unfused", "keras_spe1", "keras_spe64")
+    assert config.implementations == (
+        "fnn_fused", "fnn_unfused", "fnn_fused_nnx", "keras_spe1", "keras_spe64")  # fmt: skip
     assert "torch_eager" not in config.tta_implementations
     assert (config.repeats, config.out, config.mnist, config.plots, config.seed) == (
         7, tmp_path, "synthetic", False, 3)  # fmt: skip
 
 
 def test_peers_none_and_all():
-    assert _config("--peers", "none").implementations == ("fnn_fused", "fnn_unfused")
+    none = _config("--peers", "none").implementations
+    assert none == ("fnn_fused", "fnn_unfused", "fnn_fused_nnx")
     tiny_all = _config("--tiny", "--peers", "all").implementations
-    assert {"flax_loop", "flax_scan", "keras_spe1", "keras_spe64", "torch_eager"} <= set(tiny_all)
+    assert {"flax_loop", "flax_scan", "nnx_loop", "keras_spe1", "keras_spe64",
+            "torch_eager"} <= set(tiny_all)  # fmt: skip
+    # --peers keras drops the hand-written NNX loop (a flax peer), not fnn on NNX.
+    assert _config("--tiny", "--peers", "keras").implementations[:2] == (
+        "fnn_fused", "fnn_fused_nnx")  # fmt: skip
 
 
 @pytest.mark.parametrize("argv", [["--workloads", "resnet"], ["--peers", "jax"],
@@ -78,7 +84,7 @@ def test_tiny_run_writes_every_output(tmp_path, block_imports, capsys):
 
     throughput = [r for r in records if r["benchmark"] == "throughput"]
     assert {(r["implementation"], r["batch_size"]) for r in throughput} == {
-        (i, b) for i in ("fnn_fused", "keras_spe1", "keras_spe64", "torch_eager")
+        (i, b) for i in ("fnn_fused", "fnn_fused_nnx", "keras_spe1", "keras_spe64", "torch_eager")
         for b in (32, 256)}  # fmt: skip
     for r in throughput:
         if r["family"] in ("keras", "torch"):
@@ -100,6 +106,11 @@ def test_tiny_run_writes_every_output(tmp_path, block_imports, capsys):
     )
     assert all(r["matmul_bound"] is None for r in throughput if r["mode"] != "full")
     assert "the step's matmuls alone run at" in printed
+    # fnn on the NNX network, against fnn on linen, paired round by round; never a peer.
+    for row in results["summary"]["throughput"]:
+        assert row["fnn_nnx_vs_linen"] > 0 and row["fnn_nnx_vs_linen_per_round"]["median"] > 0
+        assert row["best_peer"] != "fnn_fused_nnx"
+    assert "fnn fused on the same network written in Flax NNX" in printed
 
     tta = [r for r in records if r["benchmark"] == "time_to_accuracy"]
     assert tta and all(r["dataset"] == "digits" and r["curve"] for r in tta if r["status"] == "ok")
@@ -107,6 +118,7 @@ def test_tiny_run_writes_every_output(tmp_path, block_imports, capsys):
 
     report = (out / "report.md").read_text()
     assert "## Targets" in report and "skipped" in report
+    assert "## fnn on Flax NNX modules" in report and "fnn NNX/linen" in report
     for png in ("throughput_mlp.png", "accuracy_vs_time_mlp.png", "noise_scale.png"):
         data = Path(out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000

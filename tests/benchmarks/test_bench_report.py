@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks.narrative import answer_lines, shortfall_lines
+from benchmarks.narrative import answer_lines, nnx_lines, shortfall_lines
 from benchmarks.summary import TargetId, summarize
 
 
@@ -134,3 +134,31 @@ def test_the_batch_size_line_follows_the_measured_throughput(full, says):
     ])  # fmt: skip
     (line,) = [line for line in answer_lines(results) if line.startswith("throughput")]
     assert f"({full / 100.0:.1f}x per example)" in line and says in line
+
+
+def test_fnn_on_nnx_against_fnn_on_linen_is_paired_and_never_a_peer():
+    fnn = [100.0, 104.0, 50.0, 98.0, 102.0]
+    nnx = [99.0, 100.0, 51.0, 97.0, 101.0]  # faster than every peer, but fnn's own
+    loop = [20.0, 21.0, 10.0, 20.0, 19.0]
+    results = _results([
+        _record("fnn_fused", "fnn", 32, fnn),
+        _record("fnn_fused_nnx", "fnn", 32, nnx),
+        _record("flax_scan", "flax", 32, [90.0] * 5),
+        _record("nnx_loop", "flax", 32, loop),
+    ])  # fmt: skip
+    (row,) = results["summary"]["throughput"]
+    assert row["best_peer"] == "flax_scan" and row["fnn_fused_samples_per_s"] == 100.0
+    assert row["fnn_nnx_samples_per_s"] == 99.0
+    assert row["fnn_nnx_vs_linen"] == pytest.approx(99.0 / 100.0)
+    paired = sorted(a / b for a, b in zip(nnx, fnn, strict=True))
+    assert row["fnn_nnx_vs_linen_per_round"]["median"] == pytest.approx(paired[2])
+    assert row["fnn_nnx_vs_linen_per_round"]["p25"] == pytest.approx(paired[1])
+    assert row["fnn_nnx_vs_nnx_loop"] == pytest.approx(99.0 / 20.0)
+    (line,) = nnx_lines(results)
+    assert line.startswith("mlp, fnn fused on the same network written in Flax NNX")
+    assert f"batch 32: {paired[2]:.2f}x fnn fused on linen" in line
+    assert "x the hand NNX loop" in line
+    # Without fnn on NNX in the run there is neither a ratio nor a line.
+    plain = _results([_record("fnn_fused", "fnn", 32, fnn)])
+    assert plain["summary"]["throughput"][0]["fnn_nnx_vs_linen"] is None
+    assert nnx_lines(plain) == []

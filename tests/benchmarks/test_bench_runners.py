@@ -1,13 +1,15 @@
 """Every implementation trains the same model on tiny data; missing peers are skipped."""
 
+import jax
 import numpy as np
 import pytest
 
 from benchmarks import runners
 from benchmarks.runners import RUNNERS, availability
+from benchmarks.suite import _workload_skips
 from benchmarks.workloads import get_workload, to_inputs
 
-JAX_RUNNERS = ["fnn_fused", "fnn_unfused", "flax_loop", "flax_scan"]
+JAX_RUNNERS = ["fnn_fused", "fnn_unfused", "fnn_fused_nnx", "flax_loop", "flax_scan", "nnx_loop"]
 
 
 def _available_or_skip(name):
@@ -73,6 +75,34 @@ def test_peer_models_have_the_reference_parameter_count(workload, input_shape):
         assert model.count_params() == expected
 
 
+@pytest.mark.parametrize("workload", ["logreg", "mlp"])
+def test_the_nnx_network_has_the_reference_parameter_count(workload):
+    from flax import nnx
+
+    from benchmarks.runners.nnx_runners import build_nnx_model
+
+    w = get_workload(workload)
+    model = build_nnx_model(w, (64,), 10, seed=0)
+    params = nnx.state(model, nnx.Param)
+    n = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))
+    assert n == _flax_param_count(w, (64,))
+
+
+def test_nnx_runners_start_alike_and_skip_workloads_without_an_nnx_network(mlp, tiny_data):
+    fnn_nnx, loop = (RUNNERS[n](mlp, tiny_data, 16, seed=0) for n in ("fnn_fused_nnx", "nnx_loop"))
+    fnn_nnx.setup()
+    loop.setup()
+    jax.tree_util.tree_map(np.testing.assert_array_equal, fnn_nnx.params, loop.params)
+    assert RUNNERS["fnn_fused_nnx"].family == "fnn" and RUNNERS["nnx_loop"].family == "flax"
+    for name in ("fnn_fused_nnx", "nnx_loop"):
+        assert availability(name, mlp) is None
+        for other in ("cnn", "lstm"):
+            assert "no NNX model" in availability(name, get_workload(other))
+    assert availability("fnn_fused", get_workload("lstm")) is None
+    skips = _workload_skips(get_workload("cnn"), ["fnn_fused", "nnx_loop"], {"keras_spe1": "x"})
+    assert set(skips) == {"keras_spe1", "nnx_loop"}
+
+
 def test_torch_runner_smoke(mlp, tiny_data):
     _available_or_skip("torch_eager")
     runner = RUNNERS["torch_eager"](mlp, tiny_data, 16, seed=0)
@@ -101,7 +131,8 @@ def test_missing_peers_are_reported_unavailable(block_imports):
 
 
 def test_implementations_by_family():
-    assert runners.implementations(["fnn"]) == ["fnn_fused", "fnn_unfused"]
+    assert runners.implementations(["fnn"]) == ["fnn_fused", "fnn_unfused", "fnn_fused_nnx"]
+    assert "nnx_loop" in runners.implementations(["flax"])
     assert set(runners.implementations(["keras"])) == {"keras_spe1", "keras_spe64"}
     with pytest.raises(ValueError):
         runners.implementations(["jax"])
