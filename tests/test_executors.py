@@ -10,6 +10,7 @@ import fnn
 from fnn import models, optim
 from fnn.train import programs
 from fnn.train.executors import (
+    IN_MEMORY,
     EpochResult,
     Strategy,
     choose_strategy,
@@ -98,7 +99,7 @@ def test_choose_strategy_refuses_what_cannot_run():
                         steps_per_chunk=2)  # fmt: skip
 
 
-@pytest.mark.parametrize("strategy", [s.value for s in Strategy])
+@pytest.mark.parametrize("strategy", sorted(s.value for s in IN_MEMORY))
 def test_every_strategy_can_be_forced_is_recorded_and_agrees(strategy):
     x, y = small_problem(n=23)
     kwargs = dict(loss="cross_entropy", batch_size=5, epochs=2, verbose=0, metrics=["accuracy"])
@@ -163,7 +164,7 @@ def test_runners_share_one_interface():
     place = fnn.parallel.placement(jax.devices()[:1])
     key = jax.random.key(0)
     results = {}
-    for strategy in Strategy:
+    for strategy in IN_MEMORY:
         choice = choose_strategy(facts, plan, x.nbytes + y.nbytes, backend="cpu",
                                  strategy=strategy)  # fmt: skip
         runner = make_runner(choice, x, y, plan, key, fnn.losses.get_loss("cross_entropy"), (),

@@ -5,14 +5,15 @@ Inputs and targets may be one array or any pytree of arrays: a dict (``{"image":
 tuples are always containers; a list is a container when it holds arrays or containers, and a
 leaf (one array, ``np.asarray(list)``) when it holds numbers or lists of numbers.
 
-Every helper here works on host (NumPy) and device (``jax.Array``) leaves alike, and inside
-traced programs.
+The helpers work on host (NumPy) and device (``jax.Array``) leaves alike, and inside traced
+programs; :func:`as_data` checks and converts data given by a user, on the host.
 """
 
 from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 _CONTAINER_ITEMS = (np.ndarray, jax.Array, dict, tuple)
@@ -79,7 +80,79 @@ def describe(tree: Any) -> str:
     return parts[0] if len(parts) == 1 and not named[0][0] else ", ".join(parts)
 
 
+LOW_PRECISION_FLOATS = (jnp.bfloat16, np.float16)
+
+
+def as_inputs(name: str, x: Any) -> np.ndarray:
+    """``x`` as a NumPy array of a dtype JAX keeps, checked for sanity.
+
+    float32, bfloat16 and float16 are kept; other floats become float32, bools float32, and
+    other integers int32.
+    """
+    if isinstance(x, jax.Array):
+        x = np.asarray(x)
+    try:
+        arr = np.asarray(x)
+    except Exception as err:  # ragged lists and the like
+        raise TypeError(f"{name}: cannot be read as an array ({err})") from None
+    low_precision = arr.dtype in LOW_PRECISION_FLOATS
+    if arr.dtype.kind not in "biuf" and not low_precision:
+        raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        raise ValueError(f"{name}: expected an array with a leading example axis, got a scalar")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name}: is empty (0 examples); expected at least one example")
+    if arr.dtype.kind == "f" or low_precision:
+        finite = np.isfinite(arr)
+        if not finite.all():
+            bad = int(arr.size - np.count_nonzero(finite))
+            first = int(np.argwhere(~finite.reshape(arr.shape[0], -1).all(axis=1))[0, 0])
+            raise ValueError(
+                f"{name}: contains {bad} NaN/Inf value(s) (first in example {first}); "
+                f"expected finite numbers"
+            )
+        if arr.dtype != np.float32 and not low_precision:
+            arr = arr.astype(np.float32)
+    elif arr.dtype.kind == "b":
+        arr = arr.astype(np.float32)
+    elif arr.dtype.itemsize > 4 or arr.dtype.kind == "u":
+        arr = arr.astype(np.int32)
+    return arr
+
+
+def as_data(name: str, data: Any) -> Any:
+    """``data`` (an array or a pytree of arrays, see ``fnn.train.data_tree``) with every leaf
+    checked by :func:`as_inputs` under its path (``x['image']``) and all leaves of one length."""
+    named, treedef = leaves_with_names(name, data)
+    if not named:
+        raise ValueError(
+            f"{name}: expected an array or a pytree of arrays, got an empty {type(data).__name__}"
+        )
+    checked = [as_inputs(path, leaf) for path, leaf in named]
+    sizes = [(path, a.shape[0]) for (path, _), a in zip(named, checked, strict=True)]
+    if len({n for _, n in sizes}) > 1:
+        listed = ", ".join(f"{path} has {n}" for path, n in sizes)
+        raise ValueError(
+            f"{name}: its arrays have different numbers of examples ({listed}); expected the "
+            f"same leading (example) axis"
+        )
+    return jax.tree_util.tree_unflatten(treedef, checked)
+
+
+def check_pair(x: Any, y: Any, x_name: str = "x", y_name: str = "y") -> None:
+    nx, ny = num_examples(x), num_examples(y)
+    if nx != ny:
+        raise ValueError(
+            f"{x_name}, {y_name}: different numbers of examples: {x_name} has {nx}, "
+            f"{y_name} has {ny}; expected the same"
+        )
+
+
 __all__ = [
+    "LOW_PRECISION_FLOATS",
+    "as_data",
+    "as_inputs",
+    "check_pair",
     "describe",
     "head",
     "is_leaf",

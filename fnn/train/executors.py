@@ -23,11 +23,14 @@ from fnn.parallel import Placement
 from fnn.train import data_tree, programs
 from fnn.train.model import ModelFacts
 from fnn.train.plan import Plan, epoch_indices
-from fnn.train.sources import DeviceArrays, HostArrays, prefetch
+from fnn.train.sources import BatchError, DeviceArrays, HostArrays, IterableBatches, prefetch
 from fnn.train.state import TrainState
 
 DEFAULT_MAX_DEVICE_BYTES = 2 * 1024**3
 CHUNK_TARGET_BYTES = 64 * 1024**2  # default size of a streamed chunk
+# At most this many batches of an iterable per chunk by default: the first chunk waits for all
+# of its batches, and a generator may be slow to produce them.
+ITERABLE_MAX_CHUNK = 32
 
 
 class Strategy(enum.Enum):
@@ -39,6 +42,9 @@ class Strategy(enum.Enum):
     * ``STREAMED_STEPWISE``: data on the host, chunks copied over, one program per step.
     * ``UNFUSED``: NumPy batches sliced on the host, one jitted step each: the loop people
       write by hand, kept as the reference.
+    * ``ITERABLE``: batches read from an iterable (a generator, a Grain loader), copied to the
+      device ``K`` at a time, one program per chunk.
+    * ``ITERABLE_STEPWISE``: the same, one program per step.
     """
 
     FUSED = "fused"
@@ -46,6 +52,11 @@ class Strategy(enum.Enum):
     STREAMED = "streamed"
     STREAMED_STEPWISE = "streamed_stepwise"
     UNFUSED = "unfused"
+    ITERABLE = "iterable"
+    ITERABLE_STEPWISE = "iterable_stepwise"
+
+
+IN_MEMORY = frozenset(set(Strategy) - {Strategy.ITERABLE, Strategy.ITERABLE_STEPWISE})
 
 
 @dataclass(frozen=True)
@@ -58,7 +69,7 @@ class StrategyChoice:
     steps_per_chunk: int = 0  # batches per streamed chunk (STREAMED*)
 
 
-def default_unroll(plan: Plan, facts: ModelFacts) -> tuple[int, str]:
+def default_unroll(batch: int, facts: ModelFacts) -> tuple[int, str]:
     """The ``lax.scan`` unroll factor of a fused epoch, and why.
 
     Measured on a 2-core CPU, MLP 64-256-256-10: unroll 2 gave 1.5x the samples/s of no unroll
@@ -69,14 +80,14 @@ def default_unroll(plan: Plan, facts: ModelFacts) -> tuple[int, str]:
     """
     if facts.has_loop:
         return 1, "no unrolling (the model's forward pass loops)"
-    if plan.batch > 256:
+    if batch > 256:
         return 1, "no unrolling (batches above 256)"
     return 2, "unroll 2 (batches up to 256)"
 
 
 def choose_strategy(
     facts: ModelFacts,
-    plan: Plan,
+    plan: Plan | None,
     data_bytes: int,
     *,
     backend: str,
@@ -84,20 +95,23 @@ def choose_strategy(
     max_device_bytes: int | None = None,
     steps_per_chunk: int | None = None,
     unroll: int | None = None,
+    batch: int | None = None,
 ) -> StrategyChoice:
     """Picks how to run the epochs of one ``fit``.
 
     Args:
       facts: what the model's forward pass uses (:func:`fnn.train.model.model_facts`).
-      plan: the epoch's shape.
-      data_bytes: bytes of the training inputs and targets.
+      plan: the epoch's shape; None for an iterable of batches.
+      data_bytes: bytes of the training inputs and targets (of one batch, for an iterable).
       backend: ``jax.default_backend()``.
       strategy: forced by the caller (None: choose).
       max_device_bytes: above this, data is streamed from the host (default 2 GiB).
       steps_per_chunk: batches per streamed chunk; giving it asks for streaming.
       unroll: the scan unroll factor (None: :func:`default_unroll`).
+      batch: the batch size of an iterable's batches (with ``plan=None``).
 
-    Rules, in order: a forced strategy is taken; data above ``max_device_bytes`` (or a given
+    Rules, in order: an iterable runs ``ITERABLE`` (``ITERABLE_STEPWISE`` for convolutions on
+    CPU, see below); a forced strategy is taken; data above ``max_device_bytes`` (or a given
     ``steps_per_chunk``) is streamed; on CPU, models with convolutions dispatch one step per
     batch, because XLA:CPU runs convolutions several times slower inside a loop body
     (jax-ml/jax#12868; measured here 4x for the CNN at batch 128) while one dispatch costs tens
@@ -107,6 +121,14 @@ def choose_strategy(
       ValueError: a full batch that would have to be streamed, or ``steps_per_chunk`` with a
         strategy that does not stream.
     """
+    if plan is None:
+        return _choose_for_iterable(facts, data_bytes, batch, backend=backend, strategy=strategy,
+                                    steps_per_chunk=steps_per_chunk, unroll=unroll)  # fmt: skip
+    if strategy is not None and strategy not in IN_MEMORY:
+        raise ValueError(
+            f"strategy: {strategy.value!r} reads an iterable of batches; x is in memory (use "
+            f"one of {sorted(s.value for s in IN_MEMORY)})"
+        )
     limit = DEFAULT_MAX_DEVICE_BYTES if max_device_bytes is None else max_device_bytes
     forced = strategy is not None
     if forced:
@@ -148,10 +170,37 @@ def choose_strategy(
     if not scans:
         return StrategyChoice(strategy, reason, 1, k)
     if unroll is None:
-        unroll, why = default_unroll(plan, facts)
+        unroll, why = default_unroll(plan.batch, facts)
     else:
         why = f"unroll {unroll} (given)"
     return StrategyChoice(strategy, f"{reason}; {why}", unroll, k)
+
+
+def _choose_for_iterable(facts, batch_bytes, batch, *, backend, strategy, steps_per_chunk,
+                         unroll) -> StrategyChoice:  # fmt: skip
+    per_step = backend == "cpu" and facts.has_convolution
+    if strategy is None:
+        strategy = Strategy.ITERABLE_STEPWISE if per_step else Strategy.ITERABLE
+        reason = "x is an iterable of batches"
+        if per_step:
+            reason += "; convolutions on CPU run one step per program (XLA:CPU is slower in loops)"
+    elif strategy in IN_MEMORY:
+        raise ValueError(
+            f"strategy: {strategy.value!r} needs x in memory; x is an iterable of batches (use "
+            f"'iterable' or 'iterable_stepwise')"
+        )
+    else:
+        reason = "forced by fit(strategy=...)"
+    if steps_per_chunk is None:
+        steps_per_chunk = max(1, min(ITERABLE_MAX_CHUNK, CHUNK_TARGET_BYTES // max(batch_bytes, 1)))
+    reason += f"; {steps_per_chunk} batches per chunk"
+    if strategy is Strategy.ITERABLE_STEPWISE:
+        return StrategyChoice(strategy, reason, 1, steps_per_chunk)
+    if unroll is None:
+        unroll, why = default_unroll(batch, facts)
+    else:
+        why = f"unroll {unroll} (given)"
+    return StrategyChoice(strategy, f"{reason}; {why}", unroll, steps_per_chunk)
 
 
 class EpochResult(NamedTuple):
@@ -161,28 +210,41 @@ class EpochResult(NamedTuple):
     sums: Any  # loss and metric sums over the steps run
     first_bad_step: jax.Array  # <int32>[]: optimizer step of the first non-finite loss, or -1
     compile_seconds: float  # spent compiling during this call
+    steps: int  # train steps run
 
 
 class EpochRunner(Protocol):
-    """Runs epochs of one ``fit``: ``stop_after`` runs only the epoch's first steps (the replay
-    up to a non-finite loss). The given state is never donated."""
+    """Runs epochs of one ``fit``. The given state is never donated.
+
+    ``run(..., stop_after=k)`` runs only the epoch's first ``k`` steps; ``replay(state, epoch,
+    k)`` gives the state after the first ``k`` steps of an epoch that started from ``state``
+    (after a non-finite loss).
+    """
 
     def run(
         self, state: TrainState, epoch: int, *, stop_after: int | None = None
     ) -> EpochResult: ...
 
+    def replay(self, state: TrainState, epoch: int, steps: int) -> TrainState: ...
+
 
 class _Runner:
-    """An :class:`EpochRunner` whose ``_epoch`` returns the carry ``(state, sums, first_bad)``;
+    """An :class:`EpochRunner` whose ``_epoch`` returns ``((state, sums, first_bad), steps)``;
     ``run`` adds the seconds spent compiling during the call."""
 
     def run(self, state: TrainState, epoch: int, *, stop_after: int | None = None) -> EpochResult:
         before = programs.compile_seconds()
-        new_state, sums, first_bad = self._epoch(state, epoch, stop_after)
-        return EpochResult(new_state, sums, first_bad, programs.compile_seconds() - before)
+        (new_state, sums, first_bad), steps = self._epoch(state, epoch, stop_after)
+        return EpochResult(new_state, sums, first_bad, programs.compile_seconds() - before, steps)
+
+    def replay(self, state: TrainState, epoch: int, steps: int) -> TrainState:
+        return state if steps == 0 else self.run(state, epoch, stop_after=steps).state
 
     def _epoch(self, state, epoch, stop_after):
         raise NotImplementedError
+
+    def _steps(self, stop_after: int | None) -> int:
+        return self.source.plan.steps if stop_after is None else stop_after
 
 
 class FusedRunner(_Runner):
@@ -215,7 +277,7 @@ class FusedRunner(_Runner):
         out = executable(*args)
         if stop_after is None:
             self._last = (out[0], executable)
-        return out
+        return out, self._steps(stop_after)
 
 
 class StepwiseRunner(_Runner):
@@ -233,7 +295,7 @@ class StepwiseRunner(_Runner):
         for s in range(plan.steps if stop_after is None else stop_after):
             args = (carry, src.x, src.y, idx, mask, np.int32(s))
             carry = programs.compiled(programs.indexed_step, args, self.step_static, (0,))(*args)
-        return carry
+        return carry, self._steps(stop_after)
 
 
 class StreamedRunner(_Runner):
@@ -268,7 +330,7 @@ class StreamedRunner(_Runner):
                 carry = programs.compiled(programs.chunk, args, self.chunk_static, (0,))(*args)
             bar.update(1)
         bar.close()
-        return carry
+        return carry, self._steps(stop_after)
 
 
 class UnfusedRunner(_Runner):
@@ -292,18 +354,87 @@ class UnfusedRunner(_Runner):
                     programs.single_step, (carry, *batch), self.static, (0,)
                 )
             carry = executable(carry, *batch)
-        return carry
+        return carry, self._steps(stop_after)
+
+
+class IterableRunner(_Runner):
+    """:attr:`Strategy.ITERABLE` and :attr:`Strategy.ITERABLE_STEPWISE`: batches from an
+    iterable, ``K`` at a time, the next chunk read and copied while the device works.
+
+    An iterable cannot be read twice, so the runner checks each chunk's non-finite flag after
+    dispatching the next one (the device stays busy), and on a NaN replays that chunk from the
+    state it started from, up to the bad step: :meth:`replay` then hands back that state.
+    """
+
+    def __init__(self, source: IterableBatches, loss_fn, metrics, unroll, steps_per_chunk,
+                 place, *, per_step: bool):  # fmt: skip
+        self.source, self.place, self.k, self.per_step = source, place, steps_per_chunk, per_step
+        self.static = dict(loss_fn=loss_fn, metrics=metrics)
+        self.chunk_static = dict(loss_fn=loss_fn, metrics=metrics, unroll=unroll)
+        self._good: dict[int, TrainState] = {}  # epoch -> state before its first bad step
+
+    def _put(self, host_chunk):
+        return self.place.put_batches(host_chunk, axis=1, batch=self.source.batch)
+
+    def _run_chunk(self, carry, chunk, steps: int | None = None):
+        """``carry`` after the chunk's first ``steps`` batches (all: None); not donated."""
+        n = chunk[2].shape[0] if steps is None else steps
+        if self.per_step or steps is not None:
+            for j in range(n):
+                args = (carry, *chunk, np.int32(j))
+                carry = programs.compiled(programs.chunk_step, args, self.static)(*args)
+            return carry
+        args = (carry, *chunk)
+        return programs.compiled(programs.chunk, args, self.chunk_static)(*args)
+
+    def _epoch(self, state, epoch, stop_after):
+        if stop_after is not None:
+            raise ValueError("stop_after: an iterable cannot be read again; use replay")
+        carry = programs.run(programs.start, (state, *self.source.example), self.static)
+        steps, previous = 0, None  # previous: (carry before, chunk, carry after) not yet checked
+        try:
+            for chunk in prefetch(self.source.chunks(epoch, size=self.k), self._put):
+                before, carry = carry, self._run_chunk(carry, chunk)
+                if previous is not None and self._bad(previous, epoch):
+                    return previous[2], steps
+                previous = (before, chunk, carry)
+                steps += chunk[2].shape[0]
+        except BatchError as err:
+            if previous is not None and self._bad(previous, epoch):
+                return previous[2], steps
+            err.state = carry[0]
+            raise
+        if previous is not None:
+            self._bad(previous, epoch)
+        return carry, steps
+
+    def _bad(self, checked, epoch: int) -> bool:
+        """Whether the chunk ``checked`` hit a non-finite loss; if so keeps the good state."""
+        before, chunk, after = checked
+        bad = int(after[2])
+        if bad < 0:
+            return False
+        self._good[epoch] = self._run_chunk(before, chunk, bad - int(before[0].step))[0]
+        return True
+
+    def replay(self, state: TrainState, epoch: int, steps: int) -> TrainState:
+        del state, steps  # the replay ran when the bad chunk was found
+        return self._good.pop(epoch)
 
 
 def make_runner(
     choice: StrategyChoice, x, y, plan: Plan, key, loss_fn, metrics, place: Placement,
     *, example=None, progress: bool = False,
 ) -> EpochRunner:  # fmt: skip
-    """The runner of ``choice`` over the training set ``(x, y)`` (host or device arrays).
+    """The runner of ``choice`` over the training set ``(x, y)`` (host or device arrays), or
+    over ``x`` an :class:`~fnn.train.sources.IterableBatches` (``y`` unused).
 
     ``example`` is ``(x[:1], y[:1])`` as host arrays, when the caller has them at hand.
     """
     s = choice.strategy
+    if s in (Strategy.ITERABLE, Strategy.ITERABLE_STEPWISE):
+        return IterableRunner(x, loss_fn, metrics, choice.unroll, choice.steps_per_chunk, place,
+                              per_step=s is Strategy.ITERABLE_STEPWISE)  # fmt: skip
     if example is None:
         example = data_tree.tree_map(np.asarray, (data_tree.head(x), data_tree.head(y)))
     if s in (Strategy.FUSED, Strategy.STEPWISE):
@@ -324,6 +455,7 @@ __all__ = [
     "EpochResult",
     "EpochRunner",
     "FusedRunner",
+    "IterableRunner",
     "Strategy",
     "StrategyChoice",
     "StepwiseRunner",

@@ -12,6 +12,7 @@ from fnn.losses import LossFn, get_loss
 from fnn.parallel import Placement, check_same_everywhere, placement, to_host
 from fnn.train import data_tree, programs, validate
 from fnn.train.plan import padded_batches
+from fnn.train.sources import IterableBatches, is_batch_iterable, prefetch
 from fnn.train.state import TrainState
 from fnn.train.step import summarize
 
@@ -37,6 +38,56 @@ class Evaluator:
         return sums, programs.compile_seconds() - before
 
 
+ITERABLE_CHUNK = 16  # batches of an iterable evaluated per compiled call
+
+
+def _iterable(x: Any, y: Any, batch_size: Any, *, labelled: bool) -> IterableBatches:
+    """The source of an iterable ``x`` given to evaluate / predict (one pass)."""
+    if labelled and y is not None:
+        raise TypeError(
+            f"y: an iterable x yields (x, y) batches, so y must be None; got {type(y).__name__}"
+        )
+    if batch_size is not None:
+        raise ValueError(
+            f"batch_size: an iterable x sets its own batch size; expected batch_size=None, got "
+            f"{batch_size!r}"
+        )
+    return IterableBatches(x, steps_per_epoch=None)
+
+
+def _chunks(source: IterableBatches, place: Placement):
+    """The source's batches on the device, ``ITERABLE_CHUNK`` at a time, the next copied while
+    the device works."""
+    put = lambda chunk: place.put_batches(chunk, axis=1, batch=source.batch)
+    return prefetch(source.chunks(1, size=ITERABLE_CHUNK), put)
+
+
+class IterableEvaluator:
+    """Validation batches from an iterable that can be iterated again (a list, a loader),
+    evaluated after every epoch: one pass each time."""
+
+    def __init__(self, data: Any, loss_fn, metrics, place: Placement):
+        self.data, self.place = data, place
+        self.static = dict(loss_fn=loss_fn, metrics=metrics)
+
+    def __call__(self, state: TrainState) -> tuple[Any, float]:
+        before = programs.compile_seconds()
+        sums = _eval_source(state, IterableBatches(self.data, steps_per_epoch=None,
+                                                   name="validation_data"),
+                            self.static, self.place)  # fmt: skip
+        return sums, programs.compile_seconds() - before
+
+
+def _eval_source(state: TrainState, source: IterableBatches, static: dict, place: Placement):
+    """Loss and metric sums over one pass of ``source``."""
+    state = place.put_replicated(state)
+    sums = None
+    for chunk in _chunks(source, place):
+        part = programs.run(programs.eval_batches, (state, *chunk), static)
+        sums = part if sums is None else metrics_lib.merge(sums, part)
+    return sums
+
+
 def eval_batch_size(batch_size: Any, n: int) -> int:
     if batch_size is None:
         return min(n, DEFAULT_EVAL_BATCH)
@@ -46,7 +97,7 @@ def eval_batch_size(batch_size: Any, n: int) -> int:
 def evaluate(
     state: TrainState,
     x: Any,
-    y: Any,
+    y: Any = None,
     *,
     loss: str | LossFn,
     metrics: Sequence[str | metrics_lib.Metric] = (),
@@ -58,8 +109,9 @@ def evaluate(
 
     Args:
       state: a trained (or fresh) state.
-      x: ``[n, ...]`` inputs.
-      y: ``[n, ...]`` targets.
+      x: ``[n, ...]`` inputs (or a pytree of them), or an iterable of ``(x, y)`` /
+        ``(x, y, mask)`` batches as ``fit`` takes (read once).
+      y: ``[n, ...]`` targets (or a pytree); None for an iterable ``x``.
       loss: a per-example loss or its name.
       metrics: metric names or ``fnn.metrics.Metric`` values.
       batch_size: examples per compiled step (default ``min(n, 1024)``); results do not depend
@@ -81,6 +133,14 @@ def evaluate(
         state = state.with_ema_params()
     loss_fn = get_loss(loss)
     metrics = metrics_lib.get_metrics(metrics)
+    if is_batch_iterable(x):
+        source = _iterable(x, y, batch_size, labelled=True)
+        fx, fy, _ = source.first
+        model = validate.facts(state, fx, "x: batch 0 x")
+        validate.check_targets(loss_fn, fy, model.output_shape, "x: batch 0 y")
+        place = placement(_checks.check_devices("devices", devices))
+        static = dict(loss_fn=loss_fn, metrics=metrics)
+        return summarize(_eval_source(state, source, static, place), metrics)
     x, y, _ = validate.labelled(state, x, y, loss_fn)
     devices = _checks.check_devices("devices", devices)
     named = data_tree.leaves_with_names("x", x)[0] + data_tree.leaves_with_names("y", y)[0]
@@ -100,7 +160,9 @@ def predict(
 ) -> np.ndarray:
     """The model's outputs on ``x: [n, ...]`` in inference mode, as a NumPy array ``[n, ...]``.
 
-    ``batch_size``, ``devices`` and ``use_ema`` are as in :func:`evaluate`.
+    ``x`` may also be an iterable of batches, each ``x`` alone or a tuple ``(x, ...)`` whose
+    other items are ignored; the outputs of all batches are concatenated. ``batch_size``,
+    ``devices`` and ``use_ema`` are as in :func:`evaluate`.
 
     Raises:
       TypeError: inside ``jax.jit`` / ``jax.grad``: use ``fnn.train.predict_step(state, x)``,
@@ -110,7 +172,9 @@ def predict(
     validate.check_not_traced("x", x, "predict")
     if _checks.check_bool("use_ema", use_ema):
         state = state.with_ema_params()
-    x = validate.as_data("x", x)
+    if is_batch_iterable(x):
+        return _predict_iterable(state, x, batch_size, devices)
+    x = data_tree.as_data("x", x)
     validate.facts(state, x)
     devices = _checks.check_devices("devices", devices)
     check_same_everywhere(**dict(data_tree.leaves_with_names("x", x)[0]))
@@ -123,4 +187,26 @@ def predict(
     return jax.tree_util.tree_map(lambda o: to_host(o).reshape(-1, *o.shape[2:])[:n], out)
 
 
-__all__ = ["DEFAULT_EVAL_BATCH", "Evaluator", "evaluate", "predict"]
+def _predict_iterable(state, x, batch_size, devices) -> np.ndarray:
+    """Outputs over an iterable whose batches are ``x`` alone, or tuples ``(x, ...)`` (the
+    rest ignored)."""
+
+    def as_labelled(batches):
+        for b in batches:
+            xb = data_tree.as_data("x", b[0] if isinstance(b, tuple | list) else b)
+            yield xb, np.zeros((data_tree.num_examples(xb),), np.int32)
+
+    source = _iterable(as_labelled(x), None, batch_size, labelled=False)
+    validate.facts(state, source.first[0], "x: batch 0")
+    place = placement(_checks.check_devices("devices", devices))
+    state = place.put_replicated(state)
+    parts = []
+    for xs, _, masks in _chunks(source, place):
+        out = programs.run(programs.predict_batches, (state, xs), {})
+        keep = np.asarray(masks).reshape(-1) > 0
+        flat = lambda o, keep=keep: to_host(o).reshape(-1, *o.shape[2:])[keep]
+        parts.append(jax.tree_util.tree_map(flat, out))
+    return jax.tree_util.tree_map(lambda *o: np.concatenate(o), *parts)
+
+
+__all__ = ["DEFAULT_EVAL_BATCH", "Evaluator", "IterableEvaluator", "evaluate", "predict"]

@@ -36,8 +36,9 @@ from fnn.train.callbacks import Callback, Run
 from fnn.train.checkpoint import CheckpointStore
 from fnn.train.executors import EpochResult, EpochRunner, Strategy, choose_strategy, make_runner
 from fnn.train.history import History
-from fnn.train.inference import DEFAULT_EVAL_BATCH, Evaluator
+from fnn.train.inference import DEFAULT_EVAL_BATCH, Evaluator, IterableEvaluator
 from fnn.train.plan import Plan
+from fnn.train.sources import BatchError
 from fnn.train.state import TrainState
 from fnn.train.step import summarize
 
@@ -64,10 +65,10 @@ class NonFiniteLossError(FloatingPointError):
 def fit(
     state: TrainState,
     x: Any,
-    y: Any,
+    y: Any = None,
     *,
     loss: str | LossFn,
-    batch_size: int | str,
+    batch_size: int | str | None = None,
     epochs: int,
     validation_data: tuple[Any, Any] | None = None,
     metrics: Sequence[str | metrics_lib.Metric] = (),
@@ -83,18 +84,23 @@ def fit(
     steps_per_chunk: int | None = None,
     unroll: int | None = None,
     devices: Sequence[jax.Device] | None = None,
+    steps_per_epoch: int | None = None,
 ) -> tuple[TrainState, History]:
     """Trains ``state`` on ``(x, y)`` by full-batch, stochastic or mini-batch gradient descent.
 
     Args:
       state: from :meth:`TrainState.create`; left as it is (the returned state is new).
-      x: inputs ``[n, ...]`` (NumPy or JAX array).
+      x: inputs ``[n, ...]`` (NumPy or JAX array), or a pytree of them (``{"image": ...,
+        "lengths": ...}``); or an iterable of batches (a generator, a list of batches, a
+        ``grain.DataLoader``) yielding ``(x, y)`` or ``(x, y, mask)`` with arrays or pytrees
+        ``[B, ...]`` (see ``fnn.train.sources.IterableBatches``: the first batch fixes the
+        shapes, a smaller last batch is masked, and fit does not shuffle it).
       y: targets ``[n, ...]``: ``<int>[n]`` class labels for cross-entropy, ``[n]`` / ``[n, k]``
-        for regression or binary labels.
+        for regression or binary labels, or a pytree; None when ``x`` is an iterable.
       loss: per-example loss from ``fnn.losses`` or its name (``"cross_entropy"``, ``"mse"``,
         ``"binary_cross_entropy"``).
       batch_size: ``1`` (stochastic GD), ``n`` or ``"full"`` (full-batch GD), or any size in
-        between (mini-batch GD).
+        between (mini-batch GD); None for an iterable (its batches have their size).
       epochs: total number of epochs (a resumed run counts the epochs already done).
       validation_data: ``(x_val, y_val)`` evaluated after every epoch (``val_*`` fields).
       metrics: names or ``fnn.metrics.Metric`` values, accumulated over each epoch.
@@ -120,6 +126,8 @@ def fit(
       devices: devices to train on, data-parallel (default: all devices). The state is
         replicated and each batch split over the devices when its size divides evenly
         (see ``fnn.parallel``); results match a single device up to float rounding.
+      steps_per_epoch: for an iterable ``x``: batches per epoch, taken in turn from it (needed
+        for a generator and more than one epoch); None: one pass per epoch.
 
     Returns:
       ``(state, history)``.
@@ -127,6 +135,8 @@ def fit(
     Raises:
       ValueError, TypeError: for bad input, before anything is compiled.
       NonFiniteLossError: when a loss becomes NaN/Inf (carries the last good state).
+      fnn.train.sources.BatchError: a batch of an iterable that does not match the first one
+        (carries the state before it).
     """
     args = validate.fit_inputs(
         state, x, y, loss=loss, batch_size=batch_size, epochs=epochs,
@@ -134,13 +144,16 @@ def fit(
         drop_remainder=drop_remainder, fused=fused, strategy=strategy, callbacks=callbacks,
         verbose=verbose, resume_from=resume_from, max_device_bytes=max_device_bytes,
         steps_per_chunk=steps_per_chunk, unroll=unroll, devices=devices,
+        steps_per_epoch=steps_per_epoch,
     )  # fmt: skip
-    plan = Plan.make(data_tree.num_examples(args.x), args.batch, drop_remainder=args.drop_remainder,
-                     shuffle=args.shuffle)  # fmt: skip
+    plan = None  # an iterable's epochs have no plan
+    if not args.iterable:
+        plan = Plan.make(data_tree.num_examples(args.x), args.batch,
+                         drop_remainder=args.drop_remainder, shuffle=args.shuffle)  # fmt: skip
     choice = choose_strategy(
         args.facts, plan, args.data_bytes, backend=jax.default_backend(),
         strategy=args.strategy, max_device_bytes=args.max_device_bytes,
-        steps_per_chunk=args.steps_per_chunk, unroll=args.unroll,
+        steps_per_chunk=args.steps_per_chunk, unroll=args.unroll, batch=args.batch,
     )  # fmt: skip
     place = placement(args.devices)
     state, start_epoch, seed, history = _restore(state, args.resume_from, args.seed)
@@ -151,7 +164,9 @@ def fit(
     runner = make_runner(choice, args.x, args.y, plan, key, args.loss_fn, args.metrics, place,
                          example=args.example, progress=show)  # fmt: skip
     evaluator = None
-    if args.validation is not None:
+    if args.iterable_validation:
+        evaluator = IterableEvaluator(args.validation, args.loss_fn, args.metrics, place)
+    elif args.validation is not None:
         xv, yv = args.validation
         batch = min(xv.shape[0], DEFAULT_EVAL_BATCH)
         evaluator = Evaluator(xv, yv, batch, args.loss_fn, args.metrics, place)
@@ -159,7 +174,7 @@ def fit(
     run = Run(state=state, history=history, epoch=start_epoch, epochs=args.epochs, seed=seed)
     for cb in args.callbacks:
         cb.on_train_begin(run)
-    epochs = _Epochs(runner, plan, args.metrics, evaluator, state.accumulates_gradients)
+    epochs = _Epochs(runner, args.metrics, evaluator, state.accumulates_gradients)
     # With no callback (which may stop training or replace the state) and no validation, epoch
     # e + 1 is dispatched before waiting for epoch e.
     _train(run, epochs, args.callbacks, run_ahead=not args.callbacks and evaluator is None,
@@ -222,9 +237,9 @@ class _Dispatched:
 class _Epochs:
     """Dispatches epochs through the runner and turns finished ones into history records."""
 
-    def __init__(self, runner: EpochRunner, plan: Plan, metrics, evaluator: Evaluator | None,
+    def __init__(self, runner: EpochRunner, metrics, evaluator: Evaluator | None,
                  count_updates: bool):  # fmt: skip
-        self.runner, self.plan, self.metrics, self.evaluator = runner, plan, metrics, evaluator
+        self.runner, self.metrics, self.evaluator = runner, metrics, evaluator
         self.count_updates = count_updates  # record optimizer_updates (optax.MultiSteps)
 
     def dispatch(self, epoch: int, state: TrainState) -> _Dispatched:
@@ -234,12 +249,10 @@ class _Epochs:
 
     def replay(self, current: _Dispatched, steps: int) -> TrainState:
         """The state after the first ``steps`` steps of ``current``'s epoch."""
-        if steps == 0:
-            return current.start_state
-        return self.runner.run(current.start_state, current.epoch, stop_after=steps).state
+        return self.runner.replay(current.start_state, current.epoch, steps)
 
     def finish(self, current: _Dispatched, previous_done: float | None):
-        record, bad = _finish_epoch(current, self.plan, self.metrics, self.evaluator, previous_done)
+        record, bad = _finish_epoch(current, self.metrics, self.evaluator, previous_done)
         if self.count_updates:
             record["optimizer_updates"] = int(current.result.state.optimizer_updates())
         return record, bad
@@ -278,6 +291,10 @@ def _train(run: Run, epochs: _Epochs, callbacks, *, run_ahead: bool, show: bool)
             if run.stop_reason:
                 history.stop_reason = run.stop_reason
                 break
+    except BatchError as err:  # the runner attached the state before the bad batch
+        err.epoch, err.history = (current.epoch if current else run.epoch + 1), history
+        history.stop_reason = f"bad batch in epoch {err.epoch}: {err}"
+        raise
     except KeyboardInterrupt:
         if current is not None:  # the epoch runs to completion on the device anyway: keep it
             record, bad = epochs.finish(current, last_done)
@@ -301,7 +318,8 @@ def _non_finite(run: Run, epochs: _Epochs, current: _Dispatched, bad: int) -> No
     run.state = epochs.replay(current, step_in_epoch)
     message = (
         f"non-finite loss at epoch {current.epoch}/{run.epochs}, step {step_in_epoch} of "
-        f"{epochs.plan.steps} in that epoch (optimizer step {bad}); training stopped and "
+        f"{current.result.steps} run in that epoch (optimizer step {bad}); training stopped "
+        f"and "
         f"the state after step {bad - 1} was kept"
     )
     run.history.stop_reason = message
@@ -327,7 +345,7 @@ def _host(value):
     return value.tolist() if isinstance(value, np.ndarray) else value
 
 
-def _finish_epoch(current: _Dispatched, plan: Plan, metrics, evaluator, previous_done):
+def _finish_epoch(current: _Dispatched, metrics, evaluator, previous_done):
     """Blocks on a dispatched epoch and builds its history record; returns ``(record, bad)``.
 
     The epoch's time runs from when it could start (its dispatch, or the end of the previous
@@ -344,7 +362,7 @@ def _finish_epoch(current: _Dispatched, plan: Plan, metrics, evaluator, previous
     record.update({k: _host(v) for k, v in summarize(sums, metrics).items()})
     seen = float(sums["loss"]["count"])
     record.update(
-        steps=plan.steps,
+        steps=result.steps,
         epoch_time=elapsed,
         compile_time=result.compile_seconds,
         samples_per_s=seen / elapsed if elapsed > 0 else float("nan"),

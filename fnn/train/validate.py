@@ -8,6 +8,7 @@ everything ``fit`` is given in one call.
 
 import functools
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,86 +24,21 @@ from fnn.train import data_tree
 from fnn.train.callbacks import Callback
 from fnn.train.executors import Strategy
 from fnn.train.model import ModelFacts, model_facts
+from fnn.train.sources import IterableBatches, is_batch_iterable
 from fnn.train.state import TrainState
 
 
 def check_not_traced(name: str, value: Any, caller: str) -> None:
     """A clear TypeError when ``value`` holds tracers: ``caller`` (fit, evaluate, predict) runs
     its own compiled programs and cannot run inside ``jax.jit`` / ``jax.grad`` / ``vmap``."""
-    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(value)):
+    if is_batch_iterable(value):  # its batches are read later, on the host
+        return
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in data_tree.leaves(value)):
         raise TypeError(
             f"{name}: fnn.{caller} was called inside a JAX transformation (jax.jit, jax.grad, "
             f"vmap: {name} holds tracers); it compiles and runs its own programs. Inside a "
             f"transformation use the pure steps: fnn.train.predict_step(state, x), "
             f"fnn.train.eval_step or fnn.train.train_step"
-        )
-
-
-LOW_PRECISION_FLOATS = (jnp.bfloat16, np.float16)
-
-
-def as_inputs(name: str, x: Any) -> np.ndarray:
-    """``x`` as a NumPy array of a dtype JAX keeps, checked for sanity.
-
-    float32, bfloat16 and float16 are kept; other floats become float32, bools float32, and
-    other integers int32.
-    """
-    if isinstance(x, jax.Array):
-        x = np.asarray(x)
-    try:
-        arr = np.asarray(x)
-    except Exception as err:  # ragged lists and the like
-        raise TypeError(f"{name}: cannot be read as an array ({err})") from None
-    low_precision = arr.dtype in LOW_PRECISION_FLOATS
-    if arr.dtype.kind not in "biuf" and not low_precision:
-        raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
-    if arr.ndim == 0:
-        raise ValueError(f"{name}: expected an array with a leading example axis, got a scalar")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name}: is empty (0 examples); expected at least one example")
-    if arr.dtype.kind == "f" or low_precision:
-        finite = np.isfinite(arr)
-        if not finite.all():
-            bad = int(arr.size - np.count_nonzero(finite))
-            first = int(np.argwhere(~finite.reshape(arr.shape[0], -1).all(axis=1))[0, 0])
-            raise ValueError(
-                f"{name}: contains {bad} NaN/Inf value(s) (first in example {first}); "
-                f"expected finite numbers"
-            )
-        if arr.dtype != np.float32 and not low_precision:
-            arr = arr.astype(np.float32)
-    elif arr.dtype.kind == "b":
-        arr = arr.astype(np.float32)
-    elif arr.dtype.itemsize > 4 or arr.dtype.kind == "u":
-        arr = arr.astype(np.int32)
-    return arr
-
-
-def as_data(name: str, data: Any) -> Any:
-    """``data`` (an array or a pytree of arrays, see ``fnn.train.data_tree``) with every leaf
-    checked by :func:`as_inputs` under its path (``x['image']``) and all leaves of one length."""
-    named, treedef = data_tree.leaves_with_names(name, data)
-    if not named:
-        raise ValueError(
-            f"{name}: expected an array or a pytree of arrays, got an empty {type(data).__name__}"
-        )
-    checked = [as_inputs(path, leaf) for path, leaf in named]
-    sizes = [(path, a.shape[0]) for (path, _), a in zip(named, checked, strict=True)]
-    if len({n for _, n in sizes}) > 1:
-        listed = ", ".join(f"{path} has {n}" for path, n in sizes)
-        raise ValueError(
-            f"{name}: its arrays have different numbers of examples ({listed}); expected the "
-            f"same leading (example) axis"
-        )
-    return jax.tree_util.tree_unflatten(treedef, checked)
-
-
-def check_pair(x: Any, y: Any, x_name: str = "x", y_name: str = "y") -> None:
-    nx, ny = data_tree.num_examples(x), data_tree.num_examples(y)
-    if nx != ny:
-        raise ValueError(
-            f"{x_name}, {y_name}: different numbers of examples: {x_name} has {nx}, "
-            f"{y_name} has {ny}; expected the same"
         )
 
 
@@ -188,8 +124,8 @@ def check_state(state: Any, caller: str) -> TrainState:
 
 def labelled(state: TrainState, x, y, loss_fn, x_name="x", y_name="y"):
     """Checked ``(x, y, facts)`` of a labelled set for ``state``'s model and ``loss_fn``."""
-    x, y = as_data(x_name, x), as_data(y_name, y)
-    check_pair(x, y, x_name, y_name)
+    x, y = data_tree.as_data(x_name, x), data_tree.as_data(y_name, y)
+    data_tree.check_pair(x, y, x_name, y_name)
     model = facts(state, x, x_name)
     check_targets(loss_fn, y, model.output_shape, y_name)
     return x, y, model
@@ -221,10 +157,13 @@ class FitInputs:
 
     loss_fn: losses_lib.LossFn
     metrics: tuple
-    x: Any  # the caller's jax.Array when checking changed nothing, else the checked copy
+    # The caller's own device arrays where checking changed nothing (data already on the
+    # device is not copied back and forth), else the checked NumPy copies; for an iterable of
+    # batches, x is its IterableBatches source and y None.
+    x: Any
     y: Any
     facts: ModelFacts
-    validation: tuple[Any, Any] | None
+    validation: Any  # (x_val, y_val) checked, an iterable of batches, or None
     batch: int
     epochs: int
     seed: int
@@ -238,23 +177,94 @@ class FitInputs:
     steps_per_chunk: int | None
     unroll: int | None
     devices: tuple[jax.Device, ...] | None
-    data_bytes: int  # of the training inputs and targets
+    data_bytes: int  # of the training inputs and targets (of one batch for an iterable)
     example: tuple[Any, Any]  # (x[:1], y[:1]) on the host
+    iterable: bool  # x is an iterable of batches
+    iterable_validation: bool  # so is validation_data
+
+
+def iterable_inputs(state, x, y, loss_fn, *, batch_size, drop_remainder, steps_per_epoch,
+                    epochs, name="x") -> tuple[IterableBatches, ModelFacts]:  # fmt: skip
+    """The checked source of an iterable ``x`` of batches (its first batch read and checked
+    against the model and the loss), and the model's facts on it."""
+    if y is not None:
+        raise TypeError(
+            f"y: an iterable {name} yields (x, y) batches, so y must be None; got "
+            f"{type(y).__name__}"
+        )
+    if batch_size is not None:
+        raise ValueError(
+            f"batch_size: an iterable {name} sets its own batch size (the size of its first "
+            f"batch); expected batch_size=None, got {batch_size!r}"
+        )
+    if drop_remainder:
+        raise ValueError(
+            f"drop_remainder: an iterable {name}'s ragged last batch is always masked; drop "
+            f"it in the pipeline (e.g. grain's batch(drop_remainder=True)) instead"
+        )
+    if steps_per_epoch is not None:
+        steps_per_epoch = _checks.check_int("steps_per_epoch", steps_per_epoch, minimum=1)
+    source = IterableBatches(x, steps_per_epoch=steps_per_epoch, name=name)
+    if source.one_pass and steps_per_epoch is None and epochs is not None and epochs > 1:
+        raise ValueError(
+            f"steps_per_epoch: {name} is a generator, which yields its batches once, and "
+            f"epochs={epochs}; give steps_per_epoch (each epoch then takes that many batches in "
+            f"turn), or an iterable that can be iterated again (a list, a grain.DataLoader)"
+        )
+    fx, fy, _ = source.first
+    model = facts(state, fx, f"{name}: batch 0 x")
+    check_targets(loss_fn, fy, model.output_shape, f"{name}: batch 0 y")
+    return source, model
 
 
 def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metrics, shuffle,
                seed, drop_remainder, fused, strategy, callbacks, verbose, resume_from,
-               max_device_bytes, steps_per_chunk, unroll, devices) -> FitInputs:  # fmt: skip
+               max_device_bytes, steps_per_chunk, unroll, devices,
+               steps_per_epoch) -> FitInputs:  # fmt: skip
     """Checks every argument of ``fit`` (see there), in one call, before anything compiles."""
     check_state(state, "fit")
     check_not_traced("x", x, "fit")
     check_not_traced("y", y, "fit")
     loss_fn = losses_lib.get_loss(loss)
     metrics = metrics_lib.get_metrics(metrics)
-    given = (x, y)
-    x, y, model = labelled(state, x, y, loss_fn)
+    epochs = _checks.check_int("epochs", epochs, minimum=1)
+    drop_remainder = _checks.check_bool("drop_remainder", drop_remainder)
+    iterable = is_batch_iterable(x)
+    if iterable:
+        source, model = iterable_inputs(
+            state, x, y, loss_fn, batch_size=batch_size, drop_remainder=drop_remainder,
+            steps_per_epoch=steps_per_epoch, epochs=epochs,
+        )  # fmt: skip
+        x, y = source, None
+        batch, data_bytes, example = source.batch, source.batch_bytes, source.example
+    else:
+        if y is None:
+            raise TypeError("y: expected the targets of x (None only when x is an iterable)")
+        if batch_size is None:
+            raise TypeError("batch_size: expected an integer or 'full' for in-memory x")
+        if steps_per_epoch is not None:
+            raise ValueError(
+                f"steps_per_epoch: applies to an iterable x only (in-memory data runs whole "
+                f"epochs), got {steps_per_epoch!r}"
+            )
+        given = (x, y)
+        x, y, model = labelled(state, x, y, loss_fn)
+        batch = _checks.check_batch_size("batch_size", batch_size, data_tree.num_examples(x))
+        data_bytes = data_tree.nbytes(x) + data_tree.nbytes(y)
+        example = (data_tree.head(x), data_tree.head(y))
+        x, y = _resident(given[0], x), _resident(given[1], y)
     validation = None
-    if validation_data is not None:
+    if validation_data is not None and is_batch_iterable(validation_data):
+        if isinstance(validation_data, Iterator):
+            raise TypeError(
+                "validation_data: a generator can be read once, but validation runs after every "
+                "epoch; give a list of batches or a loader that can be iterated again"
+            )
+        iterable_inputs(state, validation_data, None, loss_fn, batch_size=None,
+                        drop_remainder=False, steps_per_epoch=None, epochs=None,
+                        name="validation_data")  # fmt: skip
+        validation = validation_data
+    elif validation_data is not None:
         if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
             raise TypeError(
                 f"validation_data: expected a tuple (x_val, y_val), got "
@@ -264,8 +274,9 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
             state, *validation_data, loss_fn, "validation_data[0]", "validation_data[1]"
         )
         validation = (xv, yv)
-    same = [("x", x), ("y", y)]
-    if validation is not None:
+    same = [] if iterable else [("x", x), ("y", y)]
+    iterable_validation = validation is not None and is_batch_iterable(validation)
+    if validation is not None and not iterable_validation:
         same += [("validation_data[0]", validation[0]), ("validation_data[1]", validation[1])]
     named = [leaf for name, tree in same for leaf in data_tree.leaves_with_names(name, tree)[0]]
     check_same_everywhere(**dict(named))
@@ -283,17 +294,15 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
     return FitInputs(
         loss_fn=loss_fn,
         metrics=metrics,
-        # The caller's own device array where checking changed nothing (data already on the
-        # device is not copied back and forth), else the checked NumPy copy.
-        x=_resident(given[0], x),
-        y=_resident(given[1], y),
+        x=x,
+        y=y,
         facts=model,
         validation=validation,
-        batch=_checks.check_batch_size("batch_size", batch_size, data_tree.num_examples(x)),
-        epochs=_checks.check_int("epochs", epochs, minimum=1),
+        batch=batch,
+        epochs=epochs,
         seed=_checks.check_int("seed", seed),
         shuffle=_checks.check_bool("shuffle", shuffle),
-        drop_remainder=_checks.check_bool("drop_remainder", drop_remainder),
+        drop_remainder=drop_remainder,
         strategy=check_strategy(strategy, fused),
         callbacks=callbacks,
         verbose=_checks.check_choice("verbose", verbose, (0, 1, 2)),
@@ -306,8 +315,10 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
         else _checks.check_int("steps_per_chunk", chunk, minimum=1),  # fmt: skip
         unroll=None if unroll is None else _checks.check_int("unroll", unroll, minimum=1),
         devices=_checks.check_devices("devices", devices),
-        data_bytes=data_tree.nbytes(x) + data_tree.nbytes(y),
-        example=(data_tree.head(x), data_tree.head(y)),
+        data_bytes=data_bytes,
+        example=example,
+        iterable=iterable,
+        iterable_validation=iterable_validation,
     )
 
 
@@ -327,8 +338,6 @@ def _resident(given: Any, checked: Any) -> Any:
 
 __all__ = [
     "FitInputs",
-    "as_inputs",
-    "check_pair",
     "check_strategy",
     "check_targets",
     "facts",
