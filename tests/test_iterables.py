@@ -213,3 +213,16 @@ def test_what_counts_as_an_iterable_of_batches():
     source = IterableBatches([(x, x[:, 0]), (x[:3], x[:3, 0])], steps_per_epoch=None)
     (chunk,) = list(source.chunks(1, size=4))
     assert chunk[0].shape == (2, 4, 2) and chunk[2].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+
+
+def test_a_grain_loader_trains_through_fit(digits):
+    (x, y), (x_test, y_test) = digits
+    loader = fnn.data.grain_loader("digits", batch_size=32, num_epochs=None, seed=1, flatten=True)
+    state, history = fnn.fit(fresh(x), loader, loss="cross_entropy", epochs=6,
+                             steps_per_epoch=len(x) // 32, verbose=0)  # fmt: skip
+    assert history.strategy == "iterable" and history["steps"] == [len(x) // 32] * 6
+    result = fnn.evaluate(state, fnn.data.grain_loader("digits", split="test", batch_size=100,
+                                                       shuffle=False, flatten=True),
+                          loss="cross_entropy", metrics=["accuracy"])  # fmt: skip
+    expected = fnn.evaluate(state, x_test, y_test, loss="cross_entropy", metrics=["accuracy"])
+    assert result["accuracy"] == pytest.approx(expected["accuracy"]) and result["accuracy"] >= 0.95

@@ -12,9 +12,14 @@ touch the network. TFDS datasets (`mnist`, `fashion_mnist`, `cifar10`, `imdb_rev
 from prepared array_record files with `tfds.data_source`, without TensorFlow; if they are not
 prepared and the network is unreachable, `DataUnavailableError` is raised within about a
 second (prepare them elsewhere with `python -m fnn.data prepare NAME --data-dir DIR`).
+
+For data that should not (or cannot) sit in memory, `grain_loader(name, batch_size=...)` gives
+shuffled NumPy batches through a Grain pipeline (worker processes, checkpointable iterators),
+reading TFDS records one at a time; `grain_source(name, split)` is its random-access source.
 """
 
 from fnn.data.catalog import DatasetInfo, info, is_available, list_datasets, load
+from fnn.data.grain import grain_loader, grain_source
 from fnn.data.preprocess import (
     Standardizer,
     min_max_scale,
@@ -36,6 +41,8 @@ __all__ = [
     "DatasetInfo",
     "Standardizer",
     "Vocabulary",
+    "grain_loader",
+    "grain_source",
     "info",
     "is_available",
     "linear_weights",
