@@ -226,3 +226,35 @@ def test_a_grain_loader_trains_through_fit(digits):
                           loss="cross_entropy", metrics=["accuracy"])  # fmt: skip
     expected = fnn.evaluate(state, x_test, y_test, loss="cross_entropy", metrics=["accuracy"])
     assert result["accuracy"] == pytest.approx(expected["accuracy"]) and result["accuracy"] >= 0.95
+
+
+def test_a_grain_pipeline_resumes_bit_for_bit_from_a_checkpoint(digits, tmp_path):
+    (x, _), _ = digits
+
+    def loader():
+        return fnn.data.grain_loader("digits", batch_size=64, num_epochs=None, seed=4,
+                                     flatten=True)  # fmt: skip
+
+    kwargs = dict(loss="cross_entropy", steps_per_epoch=7, verbose=0)
+    full, h_full = fnn.fit(fresh(x), loader(), epochs=4, **kwargs)
+    ckpt = tmp_path / "ckpt"
+    fnn.fit(fresh(x), loader(), epochs=2, callbacks=[fnn.Checkpoint(ckpt)], **kwargs)
+    resumed, h_res = fnn.fit(fresh(x), loader(), epochs=4, resume_from=str(ckpt), **kwargs)
+    assert h_res["loss"] == h_full["loss"]
+    assert_trees_equal(full.params, resumed.params)
+    # Without the saved position the resumed run would read epoch 1's batches again.
+    restarted, _ = fnn.fit(fresh(x), loader(), epochs=2, **kwargs)
+    assert not np.array_equal(
+        restarted.params["Dense_0"]["kernel"], full.params["Dense_0"]["kernel"]
+    )
+
+
+def test_resuming_with_in_memory_data_from_a_pipeline_checkpoint_is_refused(digits, tmp_path):
+    (x, y), _ = digits
+    loader = fnn.data.grain_loader("digits", batch_size=64, num_epochs=None, flatten=True)
+    ckpt = tmp_path / "ckpt"
+    fnn.fit(fresh(x), loader, loss="cross_entropy", epochs=1, steps_per_epoch=3, verbose=0,
+            callbacks=[fnn.Checkpoint(ckpt)])  # fmt: skip
+    with pytest.raises(ValueError, match="resume_from: the checkpoint holds the position of an"):
+        fnn.fit(fresh(x), x, y, loss="cross_entropy", batch_size=64, epochs=2, verbose=0,
+                resume_from=str(ckpt))  # fmt: skip

@@ -7,6 +7,7 @@ A callback sees a :class:`Run` (the current state, the history, the epoch count)
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import numpy as np
@@ -28,6 +29,9 @@ class Run:
       epochs: the number of epochs asked for.
       seed: the shuffling seed.
       stop_reason: set to a message to stop after this epoch.
+      data_state: the input pipeline's position after ``epoch`` (a Grain iterator's state),
+        or None when the data has none to save (in-memory arrays: the permutation follows from
+        the seed and the epoch).
     """
 
     state: TrainState
@@ -36,6 +40,7 @@ class Run:
     epochs: int
     seed: int
     stop_reason: str | None = None
+    data_state: Any = None
 
 
 class Callback:
@@ -157,7 +162,8 @@ class Checkpoint(Callback):
 
     def _save(self, run: Run) -> None:
         if run.epoch > 0 and run.epoch not in self.store.all_epochs():
-            self.store.save(run.epoch, run.state, seed=run.seed, history=run.history)
+            self.store.save(run.epoch, run.state, seed=run.seed, history=run.history,
+                            data_state=run.data_state)  # fmt: skip
 
     def on_epoch_end(self, run: Run) -> None:
         if run.epoch % self.every == 0 or run.epoch == run.epochs:

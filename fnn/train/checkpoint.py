@@ -1,7 +1,7 @@
 """Orbax checkpoints of a training run: the state's arrays plus epoch, seed and history."""
 
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -24,6 +24,16 @@ def _arrays(state: TrainState) -> dict[str, Any]:
     return arrays
 
 
+class Restored(NamedTuple):
+    """A run read back from a checkpoint."""
+
+    state: TrainState
+    epoch: int
+    seed: int
+    history: History
+    data_state: Any  # the input pipeline's position, or None
+
+
 class CheckpointStore:
     """An Orbax ``CheckpointManager`` keyed by epoch (atomic writes, ``max_to_keep``).
 
@@ -41,9 +51,17 @@ class CheckpointStore:
             self.directory, options=options, item_names=("state", "meta")
         )
 
-    def save(self, epoch: int, state: TrainState, *, seed: int, history: History) -> None:
-        """Saves the state after ``epoch`` epochs (counted from 1); blocks until written."""
+    def save(
+        self, epoch: int, state: TrainState, *, seed: int, history: History, data_state=None
+    ) -> None:
+        """Saves the state after ``epoch`` epochs (counted from 1); blocks until written.
+
+        ``data_state`` is the JSON-able position of the input pipeline (a Grain iterator's
+        ``get_state()``), so a resumed run reads the batches an uninterrupted one would.
+        """
         meta = {"epoch": epoch, "seed": seed, "history": history.to_dict()}
+        if data_state is not None:
+            meta["data_state"] = data_state
         self.manager.save(
             epoch,
             args=ocp.args.Composite(
@@ -63,6 +81,10 @@ class CheckpointStore:
         self, template: TrainState, epoch: int | None = None
     ) -> tuple[TrainState, int, int, History]:
         """Restores ``(state, epoch, seed, history)`` into the structure of ``template``."""
+        return self.restore_run(template, epoch)[:4]
+
+    def restore_run(self, template: TrainState, epoch: int | None = None) -> "Restored":
+        """Restores everything saved: :class:`Restored`."""
         epoch = self.latest_epoch() if epoch is None else epoch
         if epoch is None:
             raise FileNotFoundError(f"resume_from: no checkpoint in {self.directory}")
@@ -77,7 +99,13 @@ class CheckpointStore:
         )
         arrays, meta = restored["state"], restored["meta"]
         state = template.replace(**arrays)
-        return state, int(meta["epoch"]), int(meta["seed"]), History.from_dict(meta["history"])
+        return Restored(
+            state,
+            int(meta["epoch"]),
+            int(meta["seed"]),
+            History.from_dict(meta["history"]),
+            meta.get("data_state"),
+        )
 
     def close(self) -> None:
         self.manager.close()

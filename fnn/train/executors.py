@@ -218,7 +218,8 @@ class EpochRunner(Protocol):
 
     ``run(..., stop_after=k)`` runs only the epoch's first ``k`` steps; ``replay(state, epoch,
     k)`` gives the state after the first ``k`` steps of an epoch that started from ``state``
-    (after a non-finite loss).
+    (after a non-finite loss); ``data_state()`` / ``set_data_state()`` save and restore the
+    input pipeline's position with a checkpoint.
     """
 
     def run(
@@ -226,6 +227,10 @@ class EpochRunner(Protocol):
     ) -> EpochResult: ...
 
     def replay(self, state: TrainState, epoch: int, steps: int) -> TrainState: ...
+
+    def data_state(self) -> Any: ...
+
+    def set_data_state(self, state: Any) -> None: ...
 
 
 class _Runner:
@@ -239,6 +244,17 @@ class _Runner:
 
     def replay(self, state: TrainState, epoch: int, steps: int) -> TrainState:
         return state if steps == 0 else self.run(state, epoch, stop_after=steps).state
+
+    def data_state(self) -> Any:
+        """The input pipeline's position to checkpoint (None: in-memory data needs none)."""
+        return None
+
+    def set_data_state(self, state: Any) -> None:
+        if state is not None:
+            raise ValueError(
+                "resume_from: the checkpoint holds the position of an input pipeline, but x is "
+                "in memory"
+            )
 
     def _epoch(self, state, epoch, stop_after):
         raise NotImplementedError
@@ -420,6 +436,13 @@ class IterableRunner(_Runner):
     def replay(self, state: TrainState, epoch: int, steps: int) -> TrainState:
         del state, steps  # the replay ran when the bad chunk was found
         return self._good.pop(epoch)
+
+    def data_state(self) -> Any:
+        return self.source.get_state()
+
+    def set_data_state(self, state: Any) -> None:
+        if state is not None:
+            self.source.set_state(state)
 
 
 def make_runner(

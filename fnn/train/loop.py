@@ -33,7 +33,7 @@ from fnn.losses import LossFn
 from fnn.parallel import Placement, is_main_process, placement
 from fnn.train import data_tree, validate
 from fnn.train.callbacks import Callback, Run
-from fnn.train.checkpoint import CheckpointStore
+from fnn.train.checkpoint import CheckpointStore, Restored
 from fnn.train.executors import EpochResult, EpochRunner, Strategy, choose_strategy, make_runner
 from fnn.train.history import History
 from fnn.train.inference import DEFAULT_EVAL_BATCH, Evaluator, IterableEvaluator
@@ -156,13 +156,14 @@ def fit(
         steps_per_chunk=args.steps_per_chunk, unroll=args.unroll, batch=args.batch,
     )  # fmt: skip
     place = placement(args.devices)
-    state, start_epoch, seed, history = _restore(state, args.resume_from, args.seed)
+    state, start_epoch, seed, history, data_state = _restore(state, args.resume_from, args.seed)
     history.strategy, history.strategy_reason = choice.strategy.value, choice.reason
     state = place.put_replicated(state)
     key = _placed_shuffle_key(seed, place)
     show = args.verbose > 0 and is_main_process()  # one progress bar, on process 0
     runner = make_runner(choice, args.x, args.y, plan, key, args.loss_fn, args.metrics, place,
                          example=args.example, progress=show)  # fmt: skip
+    runner.set_data_state(data_state)
     evaluator = None
     if args.iterable_validation:
         evaluator = IterableEvaluator(args.validation, args.loss_fn, args.metrics, place)
@@ -187,17 +188,17 @@ def fit(
 # ------------------------------------------------------------------------------ the pieces
 
 
-def _restore(state: TrainState, resume_from, seed: int):
-    """``(state, epochs done, seed, history)``: from the checkpoint in ``resume_from`` if there
-    is one, else the given state and seed with an empty history."""
+def _restore(state: TrainState, resume_from, seed: int) -> Restored:
+    """The run in the checkpoint in ``resume_from`` if there is one, else the given state and
+    seed with an empty history."""
     if resume_from is not None:
         store = CheckpointStore(resume_from)
         try:
             if store.latest_epoch() is not None:
-                return store.restore(state)
+                return store.restore_run(state)
         finally:
             store.close()
-    return state, 0, seed, History()
+    return Restored(state, 0, seed, History(), None)
 
 
 @jax.jit
@@ -281,7 +282,7 @@ def _train(run: Run, epochs: _Epochs, callbacks, *, run_ahead: bool, show: bool)
                 raise _non_finite(run, epochs, current, bad)
             run.state, current = current.result.state, None
             history.append(record)
-            run.epoch = epoch
+            run.epoch, run.data_state = epoch, epochs.runner.data_state()
             for cb in callbacks:
                 cb.on_epoch_end(run)
             if bar is not None:

@@ -167,6 +167,27 @@ class IterableBatches:
         self.batch_bytes = data_tree.nbytes((x, y))
         self._buffered = True  # the first batch is read and not yet trained on
 
+    def get_state(self) -> Any:
+        """The position of the underlying iterator (a Grain iterator's ``get_state()``), or None
+        when it keeps none (a generator, a list) or is restarted each epoch (no
+        ``steps_per_epoch``, so the position at an epoch's end says nothing)."""
+        get = getattr(self._it, "get_state", None)
+        if get is None or self.steps_per_epoch is None:
+            return None
+        return {"iterator": get()}
+
+    def set_state(self, state: Any) -> None:
+        """Continues from a position :meth:`get_state` gave (a resumed run)."""
+        it = iter(self.data)
+        set_state = getattr(it, "set_state", None)
+        if set_state is None:
+            raise ValueError(
+                f"resume_from: the checkpoint holds the position of an input pipeline, but "
+                f"{self.name} ({type(self.data).__name__}) cannot be set to it"
+            )
+        set_state(state["iterator"])
+        self._it, self._buffered = it, False  # the first batch, read to check it, is dropped
+
     def _unpack(self, raw: Any, index: int):
         """``(x, y, mask)`` of one raw batch as NumPy, checked like in-memory data."""
         where = f"{self.name}: batch {index}"
