@@ -14,6 +14,7 @@ from fnn import metrics as metrics
 from fnn import models as models
 from fnn import optim as optim
 from fnn.plot import plot_history as plot_history
+from fnn.train import BatchError as BatchError
 from fnn.train import Callback as Callback
 from fnn.train import Checkpoint as Checkpoint
 from fnn.train import EarlyStopping as EarlyStopping
@@ -28,6 +29,7 @@ from fnn.train import predict as predict
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchError",
     "Callback",
     "Checkpoint",
     "EarlyStopping",

@@ -20,6 +20,7 @@ from fnn.train.loop import fit as fit
 from fnn.train.model import LinenModel as LinenModel
 from fnn.train.model import Model as Model
 from fnn.train.model import NnxModel as NnxModel
+from fnn.train.sources import BatchError as BatchError
 from fnn.train.state import TrainState as TrainState
 from fnn.train.step import eval_step as eval_step
 from fnn.train.step import predict_step as predict_step
@@ -27,6 +28,7 @@ from fnn.train.step import summarize as summarize
 from fnn.train.step import train_step as train_step
 
 __all__ = [
+    "BatchError",
     "Callback",
     "Checkpoint",
     "EarlyStopping",
