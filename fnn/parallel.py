@@ -9,9 +9,12 @@ A batch is split only when the number of devices divides its size; otherwise (ba
 devices, say) the step runs replicated, with the same result.
 
 Several hosts: call ``jax.distributed.initialize()`` on every process before anything else,
-then run the same program everywhere, giving ``fit`` / ``evaluate`` / ``predict`` the same
+then run the same program everywhere. Either give ``fit`` / ``evaluate`` / ``predict`` the same
 arrays on every process (each process places its own copy; :func:`check_same_everywhere`
-says so when they differ). The mesh then spans every device of every process, and XLA's
+says so when they differ), or (``fit(..., process_local=True)``) give each process only its own
+examples: the global training set is their concatenation in process order, assembled on the
+mesh with ``jax.make_array_from_process_local_data`` (:meth:`Placement.put_process_local`),
+each process's rows on its own devices. The mesh then spans every device of every process, and XLA's
 collectives (Gloo on CPU, NCCL on GPU, ICI on TPU) carry the gradient all-reduce.
 """
 
@@ -69,6 +72,14 @@ class Placement:
         """A copy of every device of the mesh (arrays already placed so are kept as they are)."""
         return _put(tree, self.replicated)
 
+    def put_process_local(self, tree):
+        """One global array per leaf from every process's local rows (``[n_local, ...]``, the
+        same count everywhere): ``[n_local * processes, ...]`` split along its first axis, each
+        process's rows on its own devices."""
+        sharding = NamedSharding(self.mesh, P(AXIS))
+        put = lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a))
+        return jax.tree_util.tree_map(put, tree)
+
     def put_batches(self, tree, *, axis: int, batch: int):
         """Places arrays whose ``axis`` is the example axis, split across devices if possible."""
         return _put(tree, self.batch_axis(axis, batch))
@@ -122,7 +133,7 @@ def check_same_everywhere(**arrays: np.ndarray) -> None:
     Raises:
       ValueError: naming the first argument that differs between processes.
     """
-    if jax.process_count() == 1:
+    if jax.process_count() == 1 or not arrays:
         return
     digests = np.stack([_digest(a) for a in arrays.values()])  # [arrays, 2]
     every = np.asarray(multihost_utils.process_allgather(digests))  # [processes, arrays, 2]
@@ -133,6 +144,31 @@ def check_same_everywhere(**arrays: np.ndarray) -> None:
                 f"{name}: differs between processes (process 0 and process(es) {differ}); "
                 f"with several processes every process must pass the same {name}"
             )
+
+
+def global_examples(n_local: int, name: str = "x") -> int:
+    """The size of a training set of which every process holds ``n_local`` examples.
+
+    Raises:
+      ValueError: when the processes hold different numbers of examples, or a number their
+        devices do not divide (each device holds the same number of rows).
+    """
+    counts = [n_local]
+    if jax.process_count() > 1:
+        counts = np.asarray(multihost_utils.process_allgather(np.int64(n_local))).reshape(-1)
+        counts = [int(c) for c in counts]
+    if len(set(counts)) > 1:
+        raise ValueError(
+            f"{name}: with process_local=True every process must hold as many examples; they "
+            f"hold {counts}"
+        )
+    local_devices = jax.local_device_count()
+    if n_local % local_devices:
+        raise ValueError(
+            f"{name}: with process_local=True each process's examples are split evenly over its "
+            f"{local_devices} devices; {n_local} is not a multiple of {local_devices}"
+        )
+    return n_local * len(counts)
 
 
 def _digest(a: np.ndarray) -> np.ndarray:

@@ -35,6 +35,18 @@ SCRIPT = textwrap.dedent(
                                    validation_data=(x[:40], y[:40]))
         out[str(batch_size)] = history["loss"] + history["val_loss"]
     out["eval"] = fnn.evaluate(trained, x, y, loss="cross_entropy", batch_size=16)["loss"]
+    # Each process holds only its half of the data (one process: all of it).
+    local = slice(48 * process, 48 * (process + 1)) if processes > 1 else slice(None)
+    for batch_size in (32, "full"):
+        _, h_local = fnn.fit(state, x[local], y[local], loss="cross_entropy",
+                             batch_size=batch_size, epochs=3, verbose=0, process_local=True)
+        out["local_" + str(batch_size)] = h_local["loss"]
+    if processes > 1:
+        try:
+            fnn.fit(state, x[: 48 + 2 * process], y[: 48 + 2 * process], loss="cross_entropy",
+                    batch_size=8, epochs=1, verbose=0, process_local=True)
+        except ValueError as err:
+            out["local_mismatch"] = str(err)
     out["predict"] = fnn.predict(trained, x, batch_size=16).tolist()
     leaf = jax.tree_util.tree_leaves(trained.params)[0]
     out["devices"] = len(leaf.sharding.device_set)
@@ -105,6 +117,20 @@ def test_two_processes_train_like_one_process_with_as_many_devices(runs):
     assert first["eval"] == pytest.approx(single["eval"], rel=1e-5)
     assert first["predict"] == second["predict"]
     np.testing.assert_allclose(first["predict"], single["predict"], rtol=1e-5, atol=1e-6)
+
+
+def test_processes_holding_only_their_own_half_train_like_one_process_holding_all(runs):
+    (first, _), (second, _), (single, _) = runs
+    for key in ("local_32", "local_full"):
+        assert first[key] == second[key]
+        assert first[key] == pytest.approx(single[key], rel=1e-5)
+    # With the whole set on one process, process_local changes nothing.
+    assert single["local_32"] == pytest.approx(single["32"][:3], rel=1e-5)
+    for out in (first, second):
+        assert out["local_mismatch"] == (
+            "x: with process_local=True every process must hold as many examples; they hold "
+            "[48, 50]"
+        )
 
 
 def test_only_process_zero_shows_progress(runs):

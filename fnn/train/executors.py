@@ -447,7 +447,7 @@ class IterableRunner(_Runner):
 
 def make_runner(
     choice: StrategyChoice, x, y, plan: Plan, key, loss_fn, metrics, place: Placement,
-    *, example=None, progress: bool = False,
+    *, example=None, progress: bool = False, process_local: bool = False,
 ) -> EpochRunner:  # fmt: skip
     """The runner of ``choice`` over the training set ``(x, y)`` (host or device arrays), or
     over ``x`` an :class:`~fnn.train.sources.IterableBatches` (``y`` unused).
@@ -461,10 +461,17 @@ def make_runner(
     if example is None:
         example = data_tree.tree_map(np.asarray, (data_tree.head(x), data_tree.head(y)))
     if s in (Strategy.FUSED, Strategy.STEPWISE):
-        source = DeviceArrays(x, y, plan, key, place, example=example)
+        source = DeviceArrays(x, y, plan, key, place, example=example,
+                              process_local=process_local)  # fmt: skip
         if s is Strategy.FUSED:
             return FusedRunner(source, loss_fn, metrics, choice.unroll)
         return StepwiseRunner(source, loss_fn, metrics)
+    if process_local:
+        raise ValueError(
+            f"process_local: each process's rows must live on its devices, which strategy "
+            f"{s.value!r} does not do (it reads the whole training set on the host); use "
+            f"'fused' or 'stepwise', or give every process the same data"
+        )
     host = HostArrays(*data_tree.tree_map(np.asarray, (x, y)), plan, key)
     if s is Strategy.UNFUSED:
         return UnfusedRunner(host, loss_fn, metrics, place)

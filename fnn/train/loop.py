@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from fnn import metrics as metrics_lib
 from fnn.losses import LossFn
 from fnn.parallel import Placement, is_main_process, placement
-from fnn.train import data_tree, validate
+from fnn.train import validate
 from fnn.train.callbacks import Callback, Run
 from fnn.train.checkpoint import CheckpointStore, Restored
 from fnn.train.executors import EpochResult, EpochRunner, Strategy, choose_strategy, make_runner
@@ -85,6 +85,7 @@ def fit(
     unroll: int | None = None,
     devices: Sequence[jax.Device] | None = None,
     steps_per_epoch: int | None = None,
+    process_local: bool = False,
 ) -> tuple[TrainState, History]:
     """Trains ``state`` on ``(x, y)`` by full-batch, stochastic or mini-batch gradient descent.
 
@@ -128,6 +129,10 @@ def fit(
         (see ``fnn.parallel``); results match a single device up to float rounding.
       steps_per_epoch: for an iterable ``x``: batches per epoch, taken in turn from it (needed
         for a generator and more than one epoch); None: one pass per epoch.
+      process_local: with several processes, ``x`` and ``y`` are this process's own examples
+        (the same number on every process); the training set is their concatenation in process
+        order, each process's rows kept on its own devices (``fnn.parallel``). False: every
+        process passes the whole training set.
 
     Returns:
       ``(state, history)``.
@@ -144,11 +149,11 @@ def fit(
         drop_remainder=drop_remainder, fused=fused, strategy=strategy, callbacks=callbacks,
         verbose=verbose, resume_from=resume_from, max_device_bytes=max_device_bytes,
         steps_per_chunk=steps_per_chunk, unroll=unroll, devices=devices,
-        steps_per_epoch=steps_per_epoch,
+        steps_per_epoch=steps_per_epoch, process_local=process_local,
     )  # fmt: skip
     plan = None  # an iterable's epochs have no plan
     if not args.iterable:
-        plan = Plan.make(data_tree.num_examples(args.x), args.batch,
+        plan = Plan.make(args.num_examples, args.batch,
                          drop_remainder=args.drop_remainder, shuffle=args.shuffle)  # fmt: skip
     choice = choose_strategy(
         args.facts, plan, args.data_bytes, backend=jax.default_backend(),
@@ -162,7 +167,8 @@ def fit(
     key = _placed_shuffle_key(seed, place)
     show = args.verbose > 0 and is_main_process()  # one progress bar, on process 0
     runner = make_runner(choice, args.x, args.y, plan, key, args.loss_fn, args.metrics, place,
-                         example=args.example, progress=show)  # fmt: skip
+                         example=args.example, progress=show,
+                         process_local=args.process_local)  # fmt: skip
     runner.set_data_state(data_state)
     evaluator = None
     if args.iterable_validation:

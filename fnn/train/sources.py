@@ -46,13 +46,19 @@ class DeviceArrays:
       key: the run's shuffling key (an argument of the epoch programs).
       example: ``(x[:1], y[:1])`` as host arrays (given: slicing a device array costs a
         dispatch).
+      process_local: ``x`` and ``y`` are this process's own rows of the training set
+        (``fnn.parallel.Placement.put_process_local``), not all of it.
       split: the sharding of a batch's example axis over the mesh, or None when batches are not
         split (one device, or a batch size the device count does not divide).
     """
 
-    def __init__(self, x, y, plan: Plan, key: PRNGKey, place: Placement, *, example):
+    def __init__(self, x, y, plan: Plan, key: PRNGKey, place: Placement, *, example,
+                 process_local: bool = False):  # fmt: skip
         self.plan, self.key, self.example = plan, key, example
-        self.x, self.y = place.put_replicated((x, y))
+        if process_local:  # each process gave its own rows: one global array, split by rows
+            self.x, self.y = place.put_process_local((x, y))
+        else:
+            self.x, self.y = place.put_replicated((x, y))
         self.split = place.batch_axis(0, plan.batch) if place.splits(plan.batch) else None
 
 

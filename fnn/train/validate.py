@@ -19,7 +19,7 @@ import numpy as np
 from fnn import _checks
 from fnn import losses as losses_lib
 from fnn import metrics as metrics_lib
-from fnn.parallel import check_same_everywhere
+from fnn.parallel import check_same_everywhere, global_examples
 from fnn.train import data_tree
 from fnn.train.callbacks import Callback
 from fnn.train.executors import Strategy
@@ -181,6 +181,8 @@ class FitInputs:
     example: tuple[Any, Any]  # (x[:1], y[:1]) on the host
     iterable: bool  # x is an iterable of batches
     iterable_validation: bool  # so is validation_data
+    process_local: bool  # x, y are this process's rows of the training set
+    num_examples: int | None  # of the whole training set (None for an iterable)
 
 
 def iterable_inputs(state, x, y, loss_fn, *, batch_size, drop_remainder, steps_per_epoch,
@@ -220,7 +222,7 @@ def iterable_inputs(state, x, y, loss_fn, *, batch_size, drop_remainder, steps_p
 def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metrics, shuffle,
                seed, drop_remainder, fused, strategy, callbacks, verbose, resume_from,
                max_device_bytes, steps_per_chunk, unroll, devices,
-               steps_per_epoch) -> FitInputs:  # fmt: skip
+               steps_per_epoch, process_local) -> FitInputs:  # fmt: skip
     """Checks every argument of ``fit`` (see there), in one call, before anything compiles."""
     check_state(state, "fit")
     check_not_traced("x", x, "fit")
@@ -230,6 +232,12 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
     epochs = _checks.check_int("epochs", epochs, minimum=1)
     drop_remainder = _checks.check_bool("drop_remainder", drop_remainder)
     iterable = is_batch_iterable(x)
+    process_local = _checks.check_bool("process_local", process_local)
+    if iterable and process_local:
+        raise ValueError(
+            "process_local: applies to in-memory x; an iterable's batches are the global "
+            "batches, the same on every process"
+        )
     if iterable:
         source, model = iterable_inputs(
             state, x, y, loss_fn, batch_size=batch_size, drop_remainder=drop_remainder,
@@ -249,8 +257,11 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
             )
         given = (x, y)
         x, y, model = labelled(state, x, y, loss_fn)
-        batch = _checks.check_batch_size("batch_size", batch_size, data_tree.num_examples(x))
-        data_bytes = data_tree.nbytes(x) + data_tree.nbytes(y)
+        n = data_tree.num_examples(x)
+        if process_local:
+            n = global_examples(n)
+        batch = _checks.check_batch_size("batch_size", batch_size, n)
+        data_bytes = (data_tree.nbytes(x) + data_tree.nbytes(y)) * (n // data_tree.num_examples(x))
         example = (data_tree.head(x), data_tree.head(y))
         x, y = _resident(given[0], x), _resident(given[1], y)
     validation = None
@@ -274,7 +285,7 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
             state, *validation_data, loss_fn, "validation_data[0]", "validation_data[1]"
         )
         validation = (xv, yv)
-    same = [] if iterable else [("x", x), ("y", y)]
+    same = [] if iterable or process_local else [("x", x), ("y", y)]
     iterable_validation = validation is not None and is_batch_iterable(validation)
     if validation is not None and not iterable_validation:
         same += [("validation_data[0]", validation[0]), ("validation_data[1]", validation[1])]
@@ -319,6 +330,8 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
         example=example,
         iterable=iterable,
         iterable_validation=iterable_validation,
+        process_local=process_local,
+        num_examples=None if iterable else n,
     )
 
 
