@@ -258,3 +258,40 @@ def test_resuming_with_in_memory_data_from_a_pipeline_checkpoint_is_refused(digi
     with pytest.raises(ValueError, match="resume_from: the checkpoint holds the position of an"):
         fnn.fit(fresh(x), x, y, loss="cross_entropy", batch_size=64, epochs=2, verbose=0,
                 resume_from=str(ckpt))  # fmt: skip
+
+
+def test_a_memmap_larger_than_the_device_budget_streams_from_disk(tmp_path, monkeypatch):
+    from fnn.train import data_tree
+
+    rng = np.random.default_rng(0)
+    x = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float32,
+                                  shape=(600, 64))  # fmt: skip
+    x[:] = rng.normal(size=(600, 64))
+    y = (np.asarray(x[:, 0]) > 0).astype(np.int32)
+    x.flush()
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    monkeypatch.setattr(data_tree, "CHECK_CHUNK_BYTES", 4096)  # check 16 rows at a time
+    kwargs = dict(loss="cross_entropy", batch_size=32, epochs=2, verbose=0)
+    model = models.MLP((16,), 2)
+    state = fnn.TrainState.create(model, optax.sgd(0.1), np.asarray(mapped[:1]))
+    streamed, history = fnn.fit(state, mapped, y, max_device_bytes=50_000, **kwargs)
+    assert history.strategy == "streamed"
+    in_memory, _ = fnn.fit(state, np.array(mapped), y, **kwargs)
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+        streamed.params,
+        in_memory.params,
+    )
+    # A NaN deep in the file is found by the chunked check; a dtype change is refused.
+    bad = np.lib.format.open_memmap(tmp_path / "bad.npy", mode="w+", dtype=np.float32,
+                                    shape=(600, 64))  # fmt: skip
+    bad[:] = 0.0
+    bad[537, 3] = np.nan
+    with pytest.raises(
+        ValueError, match=r"x: contains 1 NaN/Inf value\(s\) \(first in example 537"
+    ):
+        fnn.fit(state, bad, y, **kwargs)
+    wide = np.lib.format.open_memmap(tmp_path / "f64.npy", mode="w+", dtype=np.float64,
+                                     shape=(600, 64))  # fmt: skip
+    with pytest.raises(TypeError, match="x: a np.memmap of dtype float64 would be copied whole"):
+        fnn.fit(state, wide, y, **kwargs)

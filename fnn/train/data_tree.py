@@ -91,6 +91,7 @@ def as_inputs(name: str, x: Any) -> np.ndarray:
     """
     if isinstance(x, jax.Array):
         x = np.asarray(x)
+    mapped = isinstance(x, np.memmap)  # read from disk: never copied whole
     try:
         arr = np.asarray(x)
     except Exception as err:  # ragged lists and the like
@@ -103,21 +104,50 @@ def as_inputs(name: str, x: Any) -> np.ndarray:
     if arr.shape[0] == 0:
         raise ValueError(f"{name}: is empty (0 examples); expected at least one example")
     if arr.dtype.kind == "f" or low_precision:
-        finite = np.isfinite(arr)
-        if not finite.all():
-            bad = int(arr.size - np.count_nonzero(finite))
-            first = int(np.argwhere(~finite.reshape(arr.shape[0], -1).all(axis=1))[0, 0])
-            raise ValueError(
-                f"{name}: contains {bad} NaN/Inf value(s) (first in example {first}); "
-                f"expected finite numbers"
-            )
+        _check_finite(name, arr)
         if arr.dtype != np.float32 and not low_precision:
+            _check_copy(name, arr, np.float32, mapped)
             arr = arr.astype(np.float32)
     elif arr.dtype.kind == "b":
+        _check_copy(name, arr, np.float32, mapped)
         arr = arr.astype(np.float32)
     elif arr.dtype.itemsize > 4 or arr.dtype.kind == "u":
+        _check_copy(name, arr, np.int32, mapped)
         arr = arr.astype(np.int32)
     return arr
+
+
+CHECK_CHUNK_BYTES = 64 * 1024**2  # the finite check reads this much of an array at a time
+
+
+def _check_finite(name: str, arr: np.ndarray) -> None:
+    """Raises ValueError at the first example holding NaN or Inf. Reads ``arr`` in chunks of
+    rows, so an array mapped from disk (``np.memmap``) is checked in bounded memory."""
+    n = arr.shape[0]
+    rows = max(1, CHECK_CHUNK_BYTES // max(arr[:1].nbytes, 1))
+    bad, first = 0, None
+    for begin in range(0, n, rows):
+        finite = np.isfinite(arr[begin : begin + rows]).reshape(min(rows, n - begin), -1)
+        if finite.all():
+            continue
+        bad += int(finite.size - np.count_nonzero(finite))
+        if first is None:
+            first = begin + int(np.argwhere(~finite.all(axis=1))[0, 0])
+    if first is not None:
+        raise ValueError(
+            f"{name}: contains {bad} NaN/Inf value(s) (first in example {first}); expected "
+            f"finite numbers"
+        )
+
+
+def _check_copy(name: str, arr: np.ndarray, dtype, mapped: bool) -> None:
+    """An array mapped from disk is never copied whole into memory to change its dtype."""
+    if mapped:
+        raise TypeError(
+            f"{name}: a np.memmap of dtype {arr.dtype} would be copied whole into memory as "
+            f"{np.dtype(dtype).name}; store it as {np.dtype(dtype).name} (or bfloat16 / float16) "
+            f"so it is read from disk a batch at a time"
+        )
 
 
 def as_data(name: str, data: Any) -> Any:
