@@ -40,3 +40,20 @@ def compiles(caplog):
     caplog.set_level("WARNING")
     with jax.log_compiles():
         yield CompileCounter(caplog)
+
+
+def run_on_cpu_devices(script: str, devices: int = 8, timeout: float = 600) -> dict:
+    """Runs ``script`` in a fresh Python with ``devices`` virtual CPU devices (the device count
+    is fixed when JAX starts) and returns the JSON it printed on its last ``RESULT`` line."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices), JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [row for row in proc.stdout.splitlines() if row.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT ") :])

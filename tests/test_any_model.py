@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import run_on_cpu_devices
 
 import fnn
 from fnn import models, optim
@@ -297,17 +298,7 @@ print("RESULT " + json.dumps(out))
 
 
 def test_batchnorm_statistics_over_the_global_batch_on_eight_devices():
-    import json
-    import os
-    import subprocess
-    import sys
-
-    env = dict(os.environ, JAX_NUM_CPU_DEVICES="8", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", PARALLEL_SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=600)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = [r for r in proc.stdout.splitlines() if r.startswith("RESULT ")][-1]
-    out = json.loads(line[len("RESULT ") :])
+    out = run_on_cpu_devices(PARALLEL_SCRIPT)
     assert out["many_devices"] == 8 and out["one_devices"] == 1
     # Each device sees 2 of a batch's 16 rows: per-device statistics would differ from the one
     # device's; statistics over the global batch agree.

@@ -1,10 +1,6 @@
 """Flax NNX modules through fit: the split state, train / eval mode, the step key as every RNG
 stream, checkpoints, non-finite losses and data parallelism."""
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -12,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import run_on_cpu_devices
 from flax import nnx
 
 import fnn
@@ -279,13 +276,7 @@ PARALLEL = textwrap.dedent(
 
 
 def test_data_parallel_on_eight_devices_matches_one():
-    env = dict(os.environ, JAX_NUM_CPU_DEVICES="8", JAX_PLATFORMS="cpu")
-    proc = subprocess.run(
-        [sys.executable, "-c", PARALLEL], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = [row for row in proc.stdout.splitlines() if row.startswith("RESULT ")][-1]
-    result = json.loads(line[len("RESULT ") :])
+    result = run_on_cpu_devices(PARALLEL)
     assert result["devices"] == 8
     assert result["params"] < 1e-5 and result["state"] < 1e-5
     np.testing.assert_allclose(*result["loss"], rtol=1e-5)

@@ -1,13 +1,10 @@
 """Data parallelism over 8 virtual CPU devices, in a subprocess (the device count is fixed when
 JAX starts)."""
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from conftest import run_on_cpu_devices
 
 SCRIPT = textwrap.dedent(
     """
@@ -66,13 +63,7 @@ SCRIPT = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def result():
-    env = dict(os.environ, JAX_NUM_CPU_DEVICES="8", JAX_PLATFORMS="cpu")
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = [row for row in proc.stdout.splitlines() if row.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT ") :])
+    return run_on_cpu_devices(SCRIPT)
 
 
 @pytest.mark.parametrize("batch_size", ["32", "full"])
