@@ -72,11 +72,11 @@ class Placement:
         """A copy of every device of the mesh (arrays already placed so are kept as they are)."""
         return _put(tree, self.replicated)
 
-    def put_process_local(self, tree):
-        """One global array per leaf from every process's local rows (``[n_local, ...]``, the
-        same count everywhere): ``[n_local * processes, ...]`` split along its first axis, each
-        process's rows on its own devices."""
-        sharding = NamedSharding(self.mesh, P(AXIS))
+    def put_process_local(self, tree, *, axis: int = 0):
+        """One global array per leaf from every process's local rows (``axis`` of length
+        ``n_local``, the same everywhere): ``n_local * processes`` long, split along ``axis``,
+        each process's rows on its own devices."""
+        sharding = NamedSharding(self.mesh, P(*([None] * axis), AXIS))
         put = lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a))
         return jax.tree_util.tree_map(put, tree)
 

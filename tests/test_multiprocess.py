@@ -41,6 +41,18 @@ SCRIPT = textwrap.dedent(
         _, h_local = fnn.fit(state, x[local], y[local], loss="cross_entropy",
                              batch_size=batch_size, epochs=3, verbose=0, process_local=True)
         out["local_" + str(batch_size)] = h_local["loss"]
+    # The same with each process's own iterable of batches: 16 of every global batch of 32.
+    rows = np.arange(96).reshape(3, 2, 16)[:, process].reshape(-1) if processes > 1 else None
+    if processes > 1:
+        batches = [(x[rows[i : i + 16]], y[rows[i : i + 16]]) for i in range(0, 48, 16)]
+    else:
+        batches = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 96, 32)]
+    _, h_iter = fnn.fit(state, batches, loss="cross_entropy", epochs=3, verbose=0,
+                        process_local=True)
+    out["local_iterable"] = h_iter["loss"]
+    _, h_ordered = fnn.fit(state, x, y, loss="cross_entropy", batch_size=32, epochs=3,
+                           verbose=0, shuffle=False)
+    out["ordered_32"] = h_ordered["loss"]
     if processes > 1:
         try:
             fnn.fit(state, x[: 48 + 2 * process], y[: 48 + 2 * process], loss="cross_entropy",
@@ -126,6 +138,10 @@ def test_processes_holding_only_their_own_half_train_like_one_process_holding_al
         assert first[key] == pytest.approx(single[key], rel=1e-5)
     # With the whole set on one process, process_local changes nothing.
     assert single["local_32"] == pytest.approx(single["32"][:3], rel=1e-5)
+    # Each process's iterable holds its half of every batch: the batches in order, as a whole.
+    assert first["local_iterable"] == second["local_iterable"]
+    assert first["local_iterable"] == pytest.approx(single["ordered_32"], rel=1e-5)
+    assert single["local_iterable"] == pytest.approx(single["ordered_32"], rel=1e-5)
     for out in (first, second):
         assert out["local_mismatch"] == (
             "x: with process_local=True every process must hold as many examples; they hold "

@@ -383,13 +383,16 @@ class IterableRunner(_Runner):
     """
 
     def __init__(self, source: IterableBatches, loss_fn, metrics, unroll, steps_per_chunk,
-                 place, *, per_step: bool):  # fmt: skip
+                 place, *, per_step: bool, process_local: bool = False):  # fmt: skip
         self.source, self.place, self.k, self.per_step = source, place, steps_per_chunk, per_step
+        self.process_local = process_local  # each process reads its part of every batch
         self.static = dict(loss_fn=loss_fn, metrics=metrics)
         self.chunk_static = dict(loss_fn=loss_fn, metrics=metrics, unroll=unroll)
         self._good: dict[int, TrainState] = {}  # epoch -> state before its first bad step
 
     def _put(self, host_chunk):
+        if self.process_local:
+            return self.place.put_process_local(host_chunk, axis=1)
         return self.place.put_batches(host_chunk, axis=1, batch=self.source.batch)
 
     def _run_chunk(self, carry, chunk, steps: int | None = None):
@@ -457,7 +460,8 @@ def make_runner(
     s = choice.strategy
     if s in (Strategy.ITERABLE, Strategy.ITERABLE_STEPWISE):
         return IterableRunner(x, loss_fn, metrics, choice.unroll, choice.steps_per_chunk, place,
-                              per_step=s is Strategy.ITERABLE_STEPWISE)  # fmt: skip
+                              per_step=s is Strategy.ITERABLE_STEPWISE,
+                              process_local=process_local)  # fmt: skip
     if example is None:
         example = data_tree.tree_map(np.asarray, (data_tree.head(x), data_tree.head(y)))
     if s in (Strategy.FUSED, Strategy.STEPWISE):

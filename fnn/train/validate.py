@@ -233,11 +233,6 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
     drop_remainder = _checks.check_bool("drop_remainder", drop_remainder)
     iterable = is_batch_iterable(x)
     process_local = _checks.check_bool("process_local", process_local)
-    if iterable and process_local:
-        raise ValueError(
-            "process_local: applies to in-memory x; an iterable's batches are the global "
-            "batches, the same on every process"
-        )
     if iterable:
         source, model = iterable_inputs(
             state, x, y, loss_fn, batch_size=batch_size, drop_remainder=drop_remainder,
@@ -245,6 +240,8 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
         )  # fmt: skip
         x, y = source, None
         batch, data_bytes, example = source.batch, source.batch_bytes, source.example
+        if process_local:  # each process's batches are its part of the global batches
+            batch = global_examples(source.batch, "x: batch 0")
     else:
         if y is None:
             raise TypeError("y: expected the targets of x (None only when x is an iterable)")
