@@ -185,3 +185,45 @@ def test_early_stopping_unknown_monitor(data):
 def test_callback_options_are_checked_when_built(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def a_file(directory):
+    (directory / "f").write_text("not a directory")
+    return directory / "f"
+
+
+@pytest.mark.parametrize(
+    ("callback", "match"),
+    [
+        (
+            lambda tmp: fnn.EarlyStopping("val_loss"),
+            r"monitor: EarlyStopping watches 'val_loss', which this run's history will not have.*"
+            r"\(val_\* fields need validation_data\)",
+        ),
+        (lambda tmp: fnn.EarlyStopping("val_los"), "monitor: EarlyStopping watches 'val_los'"),
+        (
+            lambda tmp: fnn.Checkpoint(a_file(tmp)),
+            "directory: .* is a file; expected a directory",
+        ),
+    ],
+)
+def test_callbacks_check_the_run_before_the_first_epoch(data, tmp_path, callback, match,
+                                                         compiles):  # fmt: skip
+    x, y = data
+    state = fnn.TrainState.create(models.MLP((8,), 3), optim.sgd(0.1), x[:1])
+    before = compiles.count("fused_epoch")
+    with pytest.raises(ValueError, match=match):
+        fnn.fit(state, x, y, loss="cross_entropy", batch_size=8, epochs=2, verbose=0,
+                callbacks=[callback(tmp_path)])  # fmt: skip
+    assert compiles.count("fused_epoch") == before  # nothing trained
+
+
+def test_resuming_a_different_run_names_the_checkpoint(data, tmp_path):
+    x, y = data
+    ckpt = tmp_path / "ckpt"
+    fit(x, y, 2, callbacks=[fnn.Checkpoint(ckpt)])
+    wider = fnn.TrainState.create(models.MLP((32,), 3), optim.sgd(0.1), x[:1])
+    with pytest.raises(ValueError, match=r"resume_from: the checkpoint of epoch 2 in .* cannot be "
+                                         r"restored into this run's state"):  # fmt: skip
+        fnn.fit(wider, x, y, loss="cross_entropy", batch_size=8, epochs=3, verbose=0,
+                resume_from=str(ckpt))  # fmt: skip

@@ -135,3 +135,31 @@ def test_evaluate_and_predict_check_their_input(state):
 def test_full_batch_cannot_be_streamed(state):
     with pytest.raises(ValueError, match="batch_size: a full batch of .* cannot be streamed"):
         fnn.fit(state, X, Y, loss="cross_entropy", batch_size="full", epochs=1, max_device_bytes=10)
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "match"),
+    [
+        (
+            X,
+            (Y.astype(np.int64) + 2**32),
+            r"y: holds values in \[4294967296, 4294967298\], outside "
+            r"the range of int32",
+        ),
+        (
+            X,
+            Y.astype(np.uint64) + np.uint64(2**40),
+            r"y: holds values .* outside the range of int32",
+        ),
+        (
+            X.astype(np.float64) * 1e39,
+            Y,
+            r"x: holds values in .*outside the range of float32 .*"
+            r"they would become inf",
+        ),
+    ],
+)
+def test_values_out_of_the_computed_range_are_refused(state, x, y, match, compiles):
+    with pytest.raises(ValueError, match=match):
+        fnn.fit(state, x, y, loss="cross_entropy", batch_size=4, epochs=1, verbose=0)
+    assert compiles.count() == 0

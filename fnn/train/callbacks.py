@@ -32,6 +32,8 @@ class Run:
       data_state: the input pipeline's position after ``epoch`` (a Grain iterator's state),
         or None when the data has none to save (in-memory arrays: the permutation follows from
         the seed and the epoch).
+      fields: the numeric fields every history record of this run will have (``loss``, the
+        metrics, ``val_*`` with validation data, timings), known before the first epoch.
     """
 
     state: TrainState
@@ -41,6 +43,7 @@ class Run:
     seed: int
     stop_reason: str | None = None
     data_state: Any = None
+    fields: tuple[str, ...] = ()
 
 
 class Callback:
@@ -98,6 +101,15 @@ class EarlyStopping(Callback):
         self.best_epoch: int | None = None
         self.best_state: TrainState | None = None
         self.wait = 0
+
+    def on_train_begin(self, run: Run) -> None:
+        if run.fields and self.monitor not in run.fields:
+            raise ValueError(
+                f"monitor: EarlyStopping watches {self.monitor!r}, which this run's history will "
+                f"not have; its fields are {sorted(run.fields)}"
+                + (" (val_* fields need validation_data)" if self.monitor.startswith("val_")
+                   else "")
+            )  # fmt: skip
 
     def _improved(self, value: float) -> bool:
         if self.mode == "min":
@@ -159,6 +171,16 @@ class Checkpoint(Callback):
         if self._store is None:
             self._store = CheckpointStore(self.directory, max_to_keep=self.max_to_keep)
         return self._store
+
+    def on_train_begin(self, run: Run) -> None:
+        path = os.path.abspath(os.fspath(self.directory))
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"directory: {path} is a file; expected a directory for checkpoints")
+        parent = path if os.path.isdir(path) else os.path.dirname(path)
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ValueError(f"directory: cannot write checkpoints under {parent} (not writable)")
 
     def _save(self, run: Run) -> None:
         if run.epoch > 0 and run.epoch not in self.store.all_epochs():

@@ -91,12 +91,22 @@ class CheckpointStore:
         abstract = jax.tree_util.tree_map(
             lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), _arrays(template)
         )
-        restored = self.manager.restore(
-            epoch,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
-            ),
-        )
+        try:
+            restored = self.manager.restore(
+                epoch,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+                ),
+            )
+        except Exception as err:
+            others = [e for e in self.all_epochs() if e != epoch]
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(
+                f"resume_from: the checkpoint of epoch {epoch} in {self.directory} cannot be "
+                f"restored into this run's state: either the run differs (another model, "
+                f"feature count or optimizer than the one saved) or the checkpoint is damaged "
+                f"(other epochs saved there: {others or 'none'}). {type(err).__name__}: {first}"
+            ) from err
         arrays, meta = restored["state"], restored["meta"]
         state = template.replace(**arrays)
         return Restored(

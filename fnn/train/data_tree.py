@@ -107,12 +107,14 @@ def as_inputs(name: str, x: Any) -> np.ndarray:
         _check_finite(name, arr)
         if arr.dtype != np.float32 and not low_precision:
             _check_copy(name, arr, np.float32, mapped)
+            _check_range(name, arr, np.float32)
             arr = arr.astype(np.float32)
     elif arr.dtype.kind == "b":
         _check_copy(name, arr, np.float32, mapped)
         arr = arr.astype(np.float32)
     elif arr.dtype.itemsize > 4 or arr.dtype.kind == "u":
         _check_copy(name, arr, np.int32, mapped)
+        _check_range(name, arr, np.int32)
         arr = arr.astype(np.int32)
     return arr
 
@@ -137,6 +139,20 @@ def _check_finite(name: str, arr: np.ndarray) -> None:
         raise ValueError(
             f"{name}: contains {bad} NaN/Inf value(s) (first in example {first}); expected "
             f"finite numbers"
+        )
+
+
+def _check_range(name: str, arr: np.ndarray, dtype) -> None:
+    """Values that ``dtype`` cannot hold would wrap (integers) or become inf (floats)."""
+    integer = np.dtype(dtype).kind == "i"
+    info = np.iinfo(dtype) if integer else np.finfo(dtype)
+    lo, hi = arr.min(), arr.max()
+    if lo < info.min or hi > info.max:
+        show = (lambda v: str(v)) if integer else (lambda v: f"{float(v):.4g}")
+        raise ValueError(
+            f"{name}: holds values in [{show(lo)}, {show(hi)}], outside the range of "
+            f"{np.dtype(dtype).name} ([{show(info.min)}, {show(info.max)}]) that fnn computes "
+            f"in; they would {'wrap around' if integer else 'become inf'}"
         )
 
 

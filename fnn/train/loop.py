@@ -178,7 +178,9 @@ def fit(
         batch = min(xv.shape[0], DEFAULT_EVAL_BATCH)
         evaluator = Evaluator(xv, yv, batch, args.loss_fn, args.metrics, place)
 
-    run = Run(state=state, history=history, epoch=start_epoch, epochs=args.epochs, seed=seed)
+    fields = _fields(args.metrics, evaluator is not None, state.accumulates_gradients)
+    run = Run(state=state, history=history, epoch=start_epoch, epochs=args.epochs, seed=seed,
+              fields=fields)  # fmt: skip
     for cb in args.callbacks:
         cb.on_train_begin(run)
     epochs = _Epochs(runner, args.metrics, evaluator, state.accumulates_gradients)
@@ -192,6 +194,17 @@ def fit(
 
 
 # ------------------------------------------------------------------------------ the pieces
+
+
+def _fields(metrics, validated: bool, accumulates: bool) -> tuple[str, ...]:
+    """The fields every history record of the run will have (see ``_finish_epoch``)."""
+    measured = ("loss", *(m.name for m in metrics))
+    fields = ["epoch", *measured, "steps", "epoch_time", "compile_time", "samples_per_s"]
+    if validated:
+        fields += [f"val_{name}" for name in measured] + ["val_time"]
+    if accumulates:
+        fields.append("optimizer_updates")
+    return tuple(fields)
 
 
 def _restore(state: TrainState, resume_from, seed: int) -> Restored:

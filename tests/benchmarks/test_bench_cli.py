@@ -9,6 +9,8 @@ from benchmarks.cli import build_config, main, parser
 from benchmarks.config import PRESETS, parse_batch_sizes
 from benchmarks.records import RECORD_FIELDS
 
+FNN = ("fnn_fused", "fnn_unfused", "fnn_fused_nnx", "fnn_fused_bf16", "fnn_iterable")
+
 
 def _config(*argv):
     return build_config(parser().parse_args(list(argv)))
@@ -29,8 +31,7 @@ def test_options_override_the_preset(tmp_path):
     assert config.preset == "full"
     assert config.workloads == ("mlp", "cnn") == config.tta_workloads
     assert config.batch_sizes == (1, 32, "full") == config.tta_batch_sizes
-    assert config.implementations == (
-        "fnn_fused", "fnn_unfused", "fnn_fused_nnx", "keras_spe1", "keras_spe64")  # fmt: skip
+    assert config.implementations == (*FNN, "keras_spe1", "keras_spe64")
     assert "torch_eager" not in config.tta_implementations
     assert (config.repeats, config.out, config.mnist, config.plots, config.seed) == (
         7, tmp_path, "synthetic", False, 3)  # fmt: skip
@@ -38,7 +39,7 @@ def test_options_override_the_preset(tmp_path):
 
 def test_peers_none_and_all():
     none = _config("--peers", "none").implementations
-    assert none == ("fnn_fused", "fnn_unfused", "fnn_fused_nnx")
+    assert none == FNN
     tiny_all = _config("--tiny", "--peers", "all").implementations
     assert {"flax_loop", "flax_scan", "nnx_loop", "keras_spe1", "keras_spe64",
             "torch_eager"} <= set(tiny_all)  # fmt: skip
@@ -84,7 +85,8 @@ def test_tiny_run_writes_every_output(tmp_path, block_imports, capsys):
 
     throughput = [r for r in records if r["benchmark"] == "throughput"]
     assert {(r["implementation"], r["batch_size"]) for r in throughput} == {
-        (i, b) for i in ("fnn_fused", "fnn_fused_nnx", "keras_spe1", "keras_spe64", "torch_eager")
+        (i, b) for i in ("fnn_fused", "fnn_fused_nnx", "fnn_fused_bf16", "fnn_iterable",
+                         "keras_spe1", "keras_spe64", "torch_eager")
         for b in (32, 256)}  # fmt: skip
     for r in throughput:
         if r["family"] in ("keras", "torch"):
@@ -111,6 +113,21 @@ def test_tiny_run_writes_every_output(tmp_path, block_imports, capsys):
         assert row["fnn_nnx_vs_linen"] > 0 and row["fnn_nnx_vs_linen_per_round"]["median"] > 0
         assert row["best_peer"] != "fnn_fused_nnx"
     assert "fnn fused on the same network written in Flax NNX" in printed
+    # bf16 compute and a Grain loader, each against fnn fused, paired; where Grain's time goes.
+    for row in results["summary"]["throughput"]:
+        assert row["fnn_bf16_vs_f32_per_round"]["median"] > 0
+        assert row["fnn_iterable_vs_in_memory_per_round"]["median"] > 0
+        assert row["fnn_iterable_breakdown"]["read_s"] > 0
+        assert row["best_peer"] not in ("fnn_fused_bf16", "fnn_iterable")
+    (grain,) = [
+        r for r in throughput if r["implementation"] == "fnn_iterable" and r["mode"] == "full"
+    ]
+    assert grain["input_read_epoch_s"] > 0 and grain["input_copy_epoch_s"] > 0
+    assert all(r["input_read_epoch_s"] is None for r in throughput if r["family"] != "fnn")
+    assert "bf16 compute is" in printed and "from the Grain loader alone takes" in printed
+    (target,) = [t for t in results["summary"]["targets"] if t["id"] == "iterable_vs_in_memory"]
+    at_256 = next(r for r in results["summary"]["throughput"] if r["batch_size"] == 256)
+    assert target["measured"] == at_256["fnn_iterable_vs_in_memory"]  # --tiny: 256 is full
 
     tta = [r for r in records if r["benchmark"] == "time_to_accuracy"]
     assert tta and all(r["dataset"] == "digits" and r["curve"] for r in tta if r["status"] == "ok")
@@ -119,6 +136,8 @@ def test_tiny_run_writes_every_output(tmp_path, block_imports, capsys):
     report = (out / "report.md").read_text()
     assert "## Targets" in report and "skipped" in report
     assert "## fnn on Flax NNX modules" in report and "fnn NNX/linen" in report
+    assert "fnn bf16/f32" in report and "fnn Grain/in-memory" in report
+    assert "## fnn with bf16 compute, and fed by a Grain loader" in report
     for png in ("throughput_mlp.png", "accuracy_vs_time_mlp.png", "noise_scale.png"):
         data = Path(out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000

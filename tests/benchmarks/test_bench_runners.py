@@ -1,6 +1,7 @@
 """Every implementation trains the same model on tiny data; missing peers are skipped."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -9,7 +10,8 @@ from benchmarks.runners import RUNNERS, availability
 from benchmarks.suite import _workload_skips
 from benchmarks.workloads import get_workload, to_inputs
 
-JAX_RUNNERS = ["fnn_fused", "fnn_unfused", "fnn_fused_nnx", "flax_loop", "flax_scan", "nnx_loop"]
+FNN_RUNNERS = ["fnn_fused", "fnn_unfused", "fnn_fused_nnx", "fnn_fused_bf16", "fnn_iterable"]
+JAX_RUNNERS = [*FNN_RUNNERS, "flax_loop", "flax_scan", "nnx_loop"]
 
 
 def _available_or_skip(name):
@@ -103,6 +105,43 @@ def test_nnx_runners_start_alike_and_skip_workloads_without_an_nnx_network(mlp, 
     assert set(skips) == {"keras_spe1", "nnx_loop"}
 
 
+def test_bf16_runner_computes_in_bf16_on_float32_parameters(mlp, tiny_data):
+    _available_or_skip("fnn_fused_bf16")
+    runner = RUNNERS["fnn_fused_bf16"](mlp, tiny_data, 16, seed=0)
+    runner.setup()
+    logits = runner.build_model().apply({"params": runner.params}, tiny_data.x_train[:2])
+    assert logits.dtype == jnp.bfloat16
+    assert {p.dtype for p in jax.tree_util.tree_leaves(runner.params)} == {jnp.dtype("float32")}
+    # The same initial parameters as fnn fused in float32 (only the compute dtype differs).
+    f32 = RUNNERS["fnn_fused"](mlp, tiny_data, 16, seed=0)
+    f32.setup()
+    jax.tree_util.tree_map(np.testing.assert_array_equal, runner.params, f32.params)
+
+
+def test_iterable_runner_reads_whole_batches_and_times_its_loader(mlp, tiny_data):
+    _available_or_skip("fnn_iterable")
+    runner = RUNNERS["fnn_iterable"](mlp, tiny_data, 24, seed=0)  # 64 = 2 x 24 + 16
+    assert (runner.steps_per_epoch, runner.samples_per_epoch) == (2, 48)
+    runner.setup()
+    runner.run_epochs(2)
+    runner.run_epochs(1)  # the same iterator continues
+    assert runner.epochs_done == 3
+    extra = runner.diagnostics()
+    assert set(extra) == {"input_read_epoch_s", "input_copy_epoch_s"}
+    assert all(v > 0 for v in extra.values())
+    runner.close()
+
+
+@pytest.mark.parametrize("name", ["fnn_fused_bf16", "fnn_iterable"])
+def test_fnn_variants_run_the_dense_workloads_only(name):
+    assert RUNNERS[name].family == "fnn"
+    for workload in ("logreg", "mlp"):
+        assert availability(name, get_workload(workload)) is None
+    for workload in ("cnn", "lstm"):
+        reason = availability(name, get_workload(workload))
+        assert reason is not None and "only dense workloads" in reason
+
+
 def test_torch_runner_smoke(mlp, tiny_data):
     _available_or_skip("torch_eager")
     runner = RUNNERS["torch_eager"](mlp, tiny_data, 16, seed=0)
@@ -131,7 +170,7 @@ def test_missing_peers_are_reported_unavailable(block_imports):
 
 
 def test_implementations_by_family():
-    assert runners.implementations(["fnn"]) == ["fnn_fused", "fnn_unfused", "fnn_fused_nnx"]
+    assert runners.implementations(["fnn"]) == FNN_RUNNERS
     assert "nnx_loop" in runners.implementations(["flax"])
     assert set(runners.implementations(["keras"])) == {"keras_spe1", "keras_spe64"}
     with pytest.raises(ValueError):
