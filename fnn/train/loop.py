@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from fnn import metrics as metrics_lib
 from fnn.losses import LossFn
 from fnn.parallel import Placement, is_main_process, placement
-from fnn.train import validate
+from fnn.train import data_tree, validate
 from fnn.train.callbacks import Callback, Run
 from fnn.train.checkpoint import CheckpointStore, Restored
 from fnn.train.executors import EpochResult, EpochRunner, Strategy, choose_strategy, make_runner
@@ -170,20 +170,15 @@ def fit(
                          example=args.example, progress=show,
                          process_local=args.process_local)  # fmt: skip
     runner.set_data_state(data_state)
-    evaluator = None
-    if args.iterable_validation:
-        evaluator = IterableEvaluator(args.validation, args.loss_fn, args.metrics, place)
-    elif args.validation is not None:
-        xv, yv = args.validation
-        batch = min(xv.shape[0], DEFAULT_EVAL_BATCH)
-        evaluator = Evaluator(xv, yv, batch, args.loss_fn, args.metrics, place)
+    evaluator = _evaluator(args, place)
 
-    fields = _fields(args.metrics, evaluator is not None, state.accumulates_gradients)
+    accumulates = state.accumulates_gradients
+    fields = _fields(args.metrics, evaluator is not None, accumulates)
     run = Run(state=state, history=history, epoch=start_epoch, epochs=args.epochs, seed=seed,
               fields=fields)  # fmt: skip
     for cb in args.callbacks:
         cb.on_train_begin(run)
-    epochs = _Epochs(runner, args.metrics, evaluator, state.accumulates_gradients)
+    epochs = _Epochs(runner, args.metrics, evaluator, accumulates)
     # With no callback (which may stop training or replace the state) and no validation, epoch
     # e + 1 is dispatched before waiting for epoch e.
     _train(run, epochs, args.callbacks, run_ahead=not args.callbacks and evaluator is None,
@@ -194,6 +189,17 @@ def fit(
 
 
 # ------------------------------------------------------------------------------ the pieces
+
+
+def _evaluator(args: validate.FitInputs, place: Placement):
+    """What evaluates the validation data after every epoch (None without any)."""
+    if args.iterable_validation:
+        return IterableEvaluator(args.validation, args.loss_fn, args.metrics, place)
+    if args.validation is None:
+        return None
+    xv, yv = args.validation
+    batch = min(data_tree.num_examples(xv), DEFAULT_EVAL_BATCH)
+    return Evaluator(xv, yv, batch, args.loss_fn, args.metrics, place)
 
 
 def _fields(metrics, validated: bool, accumulates: bool) -> tuple[str, ...]:
