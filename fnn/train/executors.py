@@ -337,6 +337,11 @@ class StreamedRunner(_Runner):
         total = -(-steps // self.k)
         bar = tqdm(total=total, desc="chunks", leave=False, disable=not self.progress)
         for current in prefetch(host, self._put):
+            # The previous chunk must be done before this one starts: the next copy then
+            # overlaps this chunk's compute, and at most two chunks are held (one computing,
+            # one copied). Without the wait the host ran ahead and queued chunks: peak memory
+            # grew with the data (2.2 GB over the baseline for a 4 GB file, measured).
+            jax.block_until_ready(carry)
             if self.per_step:
                 for j in range(current[2].shape[0]):  # the chunk's masks: [K, B]
                     args = (carry, *current, np.int32(j))
