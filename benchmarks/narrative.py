@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.records import Record, groups, where
-from benchmarks.summary import TargetId
+from benchmarks.summary import TARGET_ITERABLE_BATCH, TargetId
 from benchmarks.tables import (
     fmt_percent,
     fmt_rate,
@@ -29,6 +29,7 @@ __all__ = [
     "markdown_report",
     "nnx_lines",
     "shortfall_lines",
+    "variant_lines",
 ]
 
 Shortfall = Callable[[dict[str, Any], dict[str, Any], dict[tuple, Record]], list[str]]
@@ -156,13 +157,138 @@ def nnx_lines(results: dict[str, Any]) -> list[str]:
                 texts.append(_paired_text(r["fnn_nnx_vs_nnx_loop"],
                                           r.get("fnn_nnx_vs_nnx_loop_per_round"),
                                           "the hand NNX loop"))  # fmt: skip
-            where = "full" if r["mode"] == "full" else str(r["batch_size"])
-            parts.append(f"batch {where}: " + " and ".join(texts))
+            parts.append(f"batch {_where(r)}: " + " and ".join(texts))
         lines.append(
             f"{w}, fnn fused on the same network written in Flax NNX (same engine and shapes; "
             f"medians of the per-round ratios): " + "; ".join(parts) + "."
         )
     return lines
+
+
+def _where(row: dict[str, Any]) -> str:
+    return "full" if row["mode"] == "full" else str(row["batch_size"])
+
+
+def _per_batch_ratios(group: list[dict[str, Any]], key: str, what: str) -> str:
+    return "; ".join(
+        f"batch {_where(r)}: " + _paired_text(r[key], r.get(f"{key}_per_round"), what)
+        for r in group
+    )
+
+
+def _device_word(results: dict[str, Any]) -> str:
+    platform = results.get("meta", {}).get("device", {}).get("platform") or "cpu"
+    return platform.upper()
+
+
+def _bf16_lines(results: dict[str, Any]) -> list[str]:
+    """fnn fused with bf16 compute against float32, per batch size; the test accuracies it
+    ended time to accuracy with."""
+    lines = []
+    rows = [r for r in results["summary"]["throughput"] if r.get("fnn_bf16_vs_f32") is not None]
+    for (w,), group in groups(rows, ("workload",)).items():
+        top = max(group, key=lambda r: r["batch_size"])
+        rounds = top.get("fnn_bf16_vs_f32_per_round")
+        speed = rounds["median"] if rounds else top["fnn_bf16_vs_f32"]
+        lines.append(
+            f"{w}, fnn fused with bfloat16 compute (float32 parameters and optimizer state, the "
+            f"loss in float32) against fnn fused in float32 (medians of the per-round ratios): "
+            + _per_batch_ratios(group, "fnn_bf16_vs_f32", "f32")
+            + f". On this {_device_word(results)} bf16 compute is {speed:.2f}x the f32 speed "
+            f"(at batch {_where(top)}, the largest measured)."
+        )
+    tta = where(results["records"], benchmark="time_to_accuracy", status="ok")
+    for (w,), group in groups(tta, ("workload",)).items():
+        by = {(r["implementation"], r["batch_size"]): r for r in group}
+        pairs = [(b, r, by.get(("fnn_fused", b), {})) for (i, b), r in by.items()
+                 if i == "fnn_fused_bf16"]  # fmt: skip
+        if pairs:
+            lines.append(
+                f"{w}, time to accuracy on digits, bf16 / f32: "
+                + "; ".join(
+                    f"batch {b}: test accuracy at the end "
+                    f"{fmt_value(r['final_test_accuracy'], '.3f')} / "
+                    f"{fmt_value(f.get('final_test_accuracy'), '.3f')}, target after "
+                    f"{fmt_value(r['epochs_to_target'], 'd')} / "
+                    f"{fmt_value(f.get('epochs_to_target'), 'd')} epochs"
+                    for b, r, f in pairs
+                )
+                + "."
+            )
+    return lines
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{1e3 * seconds:.1f} ms" if abs(seconds) < 1 else f"{seconds:.2f} s"
+
+
+def _source_text(d: dict[str, Any]) -> str:
+    if d.get("source_s") is None:
+        return " (Python per example and per batch in Grain)"
+    return (
+        f" (the same batches straight from its source, by index, take {_ms(d['source_s'])}: "
+        f"the rest is Grain's per-example shuffle and batching in Python)"
+    )
+
+
+def iterable_breakdown_text(row: dict[str, Any]) -> str:
+    """Where an epoch of fnn fed by Grain goes against the in-memory fused path (from
+    :func:`benchmarks.summary._iterable_breakdown`); empty without one."""
+    d = row.get("fnn_iterable_breakdown")
+    if not d:
+        return ""
+    steps = d["steps_per_epoch"]
+    text = (
+        f"an epoch ({steps} step{'s' if steps != 1 else ''}) takes {_ms(d['epoch_s'])} against "
+        f"{_ms(d['in_memory_s'])} for the same examples in memory"
+    )
+    rest = d["rest_s"]
+    if rest is not None:
+        text += (
+            f"; of the {_ms(d['epoch_s'] - d['in_memory_s'])} more, reading the batches from "
+            f"the Grain loader alone takes {_ms(d['read_s'])}{_source_text(d)}, starting and "
+            f"closing its iterator {_ms(d['call_s'])} (once per "
+            f"fit call, here per {d['epochs_per_repeat']} "
+            f"epoch{'s' if d['epochs_per_repeat'] != 1 else ''}; closing waits for the batch it "
+            f"reads ahead), stacking and copying the batches to the device {_ms(d['copy_s'])}, "
+            + (
+                f"and the rest (fnn's per-batch checks, padding, stacking and dispatch) {_ms(rest)}"
+                if rest >= 0
+                else f"and the parts overlap by {_ms(-rest)} (Grain reads ahead in a thread "
+                f"while the device trains)"
+            )
+        )
+    if d["compile_s"] is not None and d["in_memory_compile_s"] is not None:
+        text += (
+            f"; the first epoch's compile costs {d['compile_s']:.2f} s against "
+            f"{d['in_memory_compile_s']:.2f} s (once per run, not in samples/s)"
+        )
+    return text
+
+
+def _iterable_lines(results: dict[str, Any]) -> list[str]:
+    """fnn fed by a Grain loader against fnn fused on in-memory arrays, per batch size, with
+    where each epoch's extra time goes."""
+    lines = []
+    key = "fnn_iterable_vs_in_memory"
+    rows = [r for r in results["summary"]["throughput"] if r.get(key) is not None]
+    for (w,), group in groups(rows, ("workload",)).items():
+        lines.append(
+            f"{w}, fnn fed by a Grain loader (fnn.data.grain_loader over the same arrays, fit on "
+            f"the iterable) against fnn fused on in-memory arrays (medians of the per-round "
+            f"ratios): " + _per_batch_ratios(group, key, "in memory") + "."
+        )
+        lines += [
+            f"  batch {_where(r)}: {text}." for r in group if (text := iterable_breakdown_text(r))
+        ]
+    return lines
+
+
+def variant_lines(results: dict[str, Any]) -> list[str]:
+    """fnn fused with bf16 compute and fnn fed by a Grain loader, each against fnn fused."""
+    return _bf16_lines(results) + _iterable_lines(results)
 
 
 def _summary_row(results: dict[str, Any], workload: str, batch_size: int) -> dict[str, Any]:
@@ -256,10 +382,37 @@ def _full_batch_shortfall(
     return [_full_batch_line(full, row, target["threshold"], peak_n)]
 
 
+def _iterable_shortfall(
+    results: dict[str, Any], target: dict[str, Any], recs: dict[tuple, Record]
+) -> list[str]:
+    """Batch 256: fnn fed by Grain against in memory, and which part of the epoch is the gap."""
+    del recs
+    row = _summary_row(results, target["workload"], TARGET_ITERABLE_BATCH)
+    key = "fnn_iterable_vs_in_memory"
+    head = (
+        f"- **batch {TARGET_ITERABLE_BATCH}, Grain loader**: fnn fed by Grain runs at "
+        + _paired_text(row[key], row.get(f"{key}_per_round"), "the in-memory fused path")
+    )
+    text = iterable_breakdown_text(row)
+    d = row.get("fnn_iterable_breakdown") or {}
+    parts = {"reading the batches from the Grain loader": d.get("read_s"),
+             "starting and closing the loader's iterator": d.get("call_s"),
+             "stacking and copying the batches to the device": d.get("copy_s"),
+             "fnn's handling of each batch": d.get("rest_s")}  # fmt: skip
+    known = {k: v for k, v in parts.items() if v is not None}
+    verdict = ""
+    if known and d["epoch_s"] > d["in_memory_s"]:
+        name, part = max(known.items(), key=lambda kv: kv[1])
+        share = part / (d["epoch_s"] - d["in_memory_s"])
+        verdict = f" The largest part of the gap is {name} ({fmt_percent(share)} of it)."
+    return [head + (f": {text}." if text else ".") + verdict]
+
+
 _SHORTFALLS: dict[TargetId, Shortfall] = {
     TargetId.SGD_VS_HAND_LOOP: _sgd_shortfall,
     TargetId.VS_BEST_PEER: _peer_shortfall,
     TargetId.FULL_BATCH_PEAK: _full_batch_shortfall,
+    TargetId.ITERABLE_VS_IN_MEMORY: _iterable_shortfall,
 }
 
 
@@ -345,6 +498,11 @@ def markdown_report(results: dict[str, Any], plots: list[Path] | None = None) ->
     nnx = nnx_lines(results)
     if nnx:
         parts += ["## fnn on Flax NNX modules", "\n".join(f"- {line}" for line in nnx)]
+    variants = variant_lines(results)
+    if variants:
+        parts += ["## fnn with bf16 compute, and fed by a Grain loader",
+                  "\n".join(f"- {line.strip()}" if not line.startswith("  ") else
+                            f"  - {line.strip()}" for line in variants)]  # fmt: skip
     block = tta_table(results, True)
     if block:
         parts += [f"## {block[0]}", block[1]]
@@ -373,7 +531,7 @@ def console_report(results: dict[str, Any]) -> str:
     for block in blocks:
         if block:
             parts.append(f"{block[0]}\n{block[1]}")
-    parts += ["\n".join(answer_lines(results) + nnx_lines(results))]
+    parts += ["\n".join(answer_lines(results) + nnx_lines(results) + variant_lines(results))]
     skipped = _skipped_lines(results)
     if skipped:
         parts.append("\n".join(skipped))
@@ -406,6 +564,20 @@ METHOD = """\
   Flax's NNX tutorial (`nnx.Optimizer(model, tx, wrt=nnx.Param)`, an `@nnx.jit` step, a
   Python loop over NumPy batches). fnn on NNX / fnn on linen is the cost of the NNX seam:
   both run the same engine, timed in the same rounds.
+- **bf16 compute**: `fnn fused (bf16)` is the same network and `fnn.fit` call with the model
+  built with `dtype=jnp.bfloat16` (float32 parameters and optimizer state; fit computes the
+  loss in float32). FLOPs and `fraction_of_peak` are counted as for float32.
+- **Grain loader**: `fnn, Grain loader` trains the same network through `fnn.fit` on an
+  iterable: `fnn.data.grain_loader(ArraySource(x, y), batch_size=B, num_epochs=None,
+  shuffle=True, drop_remainder=True)`, one `fit(state, iterator, epochs=k,
+  steps_per_epoch=n // B)` per timed repeat on a new iterator that continues where the last
+  one stopped (an iterator kept open would read ahead while the others are timed). After its
+  repeats, an iterator's cost per fit call (`input_call_s`: starting it, and closing it,
+  which waits for the batch it reads ahead), reading one epoch's batches from it alone
+  (`input_read_epoch_s`), reading the same batches straight from the source by index, without
+  Grain (`input_source_epoch_s`), and stacking and copying them to the device
+  (`input_copy_epoch_s`) are timed on their own; the report sets them against the extra time
+  per epoch over the in-memory fused path.
 - **Time to accuracy**: trained one epoch per call, the test set evaluated after every epoch
   (evaluation not timed); the first epoch is counted at the steady-state epoch time (its
   compile cost is reported separately). `final_loss_at_budget` is the training-set loss after

@@ -25,7 +25,9 @@ class Record(TypedDict):
     dataset: Annotated[str, 'data set name ("digits", "synthetic_mnist@8x8", "mnist", ...)']
     data_source: Annotated[str, '"real" or "synthetic"']
     implementation: Annotated[
-        str, "fnn_fused, fnn_unfused, flax_loop, flax_scan, keras_spe1, keras_spe64, torch_eager"
+        str,
+        "fnn_fused, fnn_unfused, fnn_fused_nnx, fnn_fused_bf16, fnn_iterable, flax_loop, "
+        "flax_scan, nnx_loop, keras_spe1, keras_spe64, torch_eager",
     ]
     label: Annotated[str, "human-readable implementation name"]
     family: Annotated[str, "fnn / flax / keras / torch"]
@@ -86,6 +88,28 @@ class Record(TypedDict):
         float | None,
         "samples_per_s / matmul_bound.samples_per_s: how close the "
         "whole step runs to the speed of its own matmuls",
+    ]
+    input_call_s: Annotated[
+        float | None,
+        "fnn_iterable throughput only: seconds an iterator of its Grain loader costs per fit "
+        "call (one per timed repeat): starting it up to its first batch, less one batch's "
+        "reading, and closing it, waiting for the batch it reads ahead; null elsewhere",
+    ]
+    input_read_epoch_s: Annotated[
+        float | None,
+        "fnn_iterable throughput only: seconds to read one epoch's batches from its Grain "
+        "loader alone, no training (median over epochs); null elsewhere",
+    ]
+    input_source_epoch_s: Annotated[
+        float | None,
+        "fnn_iterable throughput only: seconds to read the same number of batches straight "
+        "from the loader's source (shuffled indices, a batch at a time) and stack them, "
+        "without Grain's per-example pipeline; null elsewhere",
+    ]
+    input_copy_epoch_s: Annotated[
+        float | None,
+        "fnn_iterable throughput only: seconds to stack one epoch's batches and copy them to "
+        "the device, no training; null elsewhere",
     ]
     target_accuracy: Annotated[float | None, "time_to_accuracy: test accuracy to reach"]
     time_to_target_s: Annotated[

@@ -169,6 +169,15 @@ def _bound_fields(res, program, b: int) -> dict[str, Any] | None:
     }
 
 
+def _diagnostics(runner, log: Log) -> dict[str, Any]:
+    """The runner's extra fields (:meth:`Runner.diagnostics`), measured after its repeats."""
+    try:
+        return runner.diagnostics()
+    except Exception as e:  # diagnostics are extras; they must never sink a run
+        log(f"diagnostics of {runner.implementation} failed: {type(e).__name__}: {e}")
+        return {}
+
+
 def _memory_fields() -> dict[str, Any]:
     peak, source = hardware.peak_memory()
     return {"peak_memory_bytes": peak, "memory_source": source}
@@ -216,6 +225,7 @@ def _throughput(
         res, runner = results[impl], runners[impl]
         stats = res.stats
         median = stats["median"] if stats else None
+        extra = _diagnostics(runner, progress.write) if res.status == "ok" else {}
         rec = record(
             impl,
             status=res.status,
@@ -232,6 +242,7 @@ def _throughput(
             fraction_of_matmul_bound=(
                 median / bound_fields["samples_per_s"] if median and bound_fields else None
             ),
+            **extra,
         )
         records.append(rec)
         runner.close()

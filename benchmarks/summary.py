@@ -14,6 +14,8 @@ from benchmarks.records import Record, groups, ok, where
 
 __all__ = [
     "TARGET_FULL_PEAK",
+    "TARGET_ITERABLE_BATCH",
+    "TARGET_ITERABLE_VS_IN_MEMORY",
     "TARGET_SGD_SPEEDUP",
     "TARGET_VS_BEST_PEER",
     "TargetId",
@@ -23,6 +25,8 @@ __all__ = [
 TARGET_SGD_SPEEDUP = 3.0
 TARGET_VS_BEST_PEER = 1.0
 TARGET_FULL_PEAK = 0.70
+TARGET_ITERABLE_VS_IN_MEMORY = 0.8
+TARGET_ITERABLE_BATCH = 256  # on CPU
 TARGET_WORKLOAD = "mlp"  # the targets are defined on the MLP of the target table
 
 
@@ -35,6 +39,10 @@ class TargetId(StrEnum):
     """every batch size: fnn fused >= :data:`TARGET_VS_BEST_PEER` x the fastest peer."""
     FULL_BATCH_PEAK = "full_batch_peak"
     """full batch: fnn fused >= :data:`TARGET_FULL_PEAK` of the measured matmul peak."""
+    ITERABLE_VS_IN_MEMORY = "iterable_vs_in_memory"
+    """batch :data:`TARGET_ITERABLE_BATCH` on CPU: fnn fed by a Grain loader >=
+    :data:`TARGET_ITERABLE_VS_IN_MEMORY` x fnn fused on in-memory arrays (not measured on
+    other devices)."""
 
 
 def _paired_ratios(a: dict[str, Any], b: dict[str, Any]) -> list[float]:
@@ -51,22 +59,75 @@ def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
     return a["samples_per_s"] / b["samples_per_s"] if a and b and b["samples_per_s"] else None
 
 
+def _versus(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> dict[str, Any]:
+    """``{key: a / b, key + "_per_round": spread of the per-round ratios}`` (None without
+    both)."""
+    return {
+        key: _ratio(a, b),
+        f"{key}_per_round": spread(_paired_ratios(a, b) if a and b else []),
+    }
+
+
 def _nnx_fields(by_impl: dict[str, Record]) -> dict[str, Any]:
     """fnn fused on the NNX network against fnn fused on the linen one (the engine's cost of
     the NNX seam) and against the hand-written NNX loop, both paired round by round."""
     nnx, fused, loop = (by_impl.get(i) for i in ("fnn_fused_nnx", "fnn_fused", "nnx_loop"))
     return {
         "fnn_nnx_samples_per_s": nnx["samples_per_s"] if nnx else None,
-        "fnn_nnx_vs_linen": _ratio(nnx, fused),
-        "fnn_nnx_vs_linen_per_round": spread(_paired_ratios(nnx, fused) if nnx and fused else []),
-        "fnn_nnx_vs_nnx_loop": _ratio(nnx, loop),
-        "fnn_nnx_vs_nnx_loop_per_round": spread(_paired_ratios(nnx, loop) if nnx and loop else []),
+        **_versus(nnx, fused, "fnn_nnx_vs_linen"),
+        **_versus(nnx, loop, "fnn_nnx_vs_nnx_loop"),
+    }
+
+
+def _iterable_breakdown(it: Record | None, fused: Record | None) -> dict[str, Any] | None:
+    """Where an epoch of fnn fed by Grain goes, in seconds per epoch of its examples: the
+    in-memory fused path's time for them; the loader's iterator's cost per fit call (spread
+    over the epochs of a repeat), reading the batches (and, for comparison, reading them from
+    the source without Grain), and stacking and copying them to the device, each timed alone;
+    the rest (fnn's per-batch handling and dispatch, negative where the parts overlap); and
+    both first-epoch compile costs."""
+    if not (it and fused and it.get("samples_per_epoch")):
+        return None
+    epoch_s = it["samples_per_epoch"] / it["samples_per_s"]
+    in_memory_s = it["samples_per_epoch"] / fused["samples_per_s"]
+    parts = [it.get(k) for k in ("input_call_s", "input_read_epoch_s", "input_copy_epoch_s")]
+    call_s = read_s = copy_s = rest_s = None
+    if None not in parts:
+        call_s = parts[0] / max(1, it.get("epochs_per_repeat") or 1)
+        read_s, copy_s = parts[1], parts[2]
+        rest_s = epoch_s - in_memory_s - call_s - read_s - copy_s
+    return {
+        "steps_per_epoch": it.get("steps_per_epoch"),
+        "epochs_per_repeat": it.get("epochs_per_repeat"),
+        "epoch_s": epoch_s,
+        "in_memory_s": in_memory_s,
+        "call_s": call_s,
+        "read_s": read_s,
+        "source_s": it.get("input_source_epoch_s"),
+        "copy_s": copy_s,
+        "rest_s": rest_s,
+        "compile_s": it.get("compile_s"),
+        "in_memory_compile_s": fused.get("compile_s"),
+    }
+
+
+def _variant_fields(by_impl: dict[str, Record]) -> dict[str, Any]:
+    """fnn fused with bf16 compute, and fnn fed by a Grain loader, each against fnn fused
+    (float32, in-memory arrays), paired round by round."""
+    bf16, it, fused = (by_impl.get(i) for i in ("fnn_fused_bf16", "fnn_iterable", "fnn_fused"))
+    return {
+        "fnn_bf16_samples_per_s": bf16["samples_per_s"] if bf16 else None,
+        **_versus(bf16, fused, "fnn_bf16_vs_f32"),
+        "fnn_iterable_samples_per_s": it["samples_per_s"] if it else None,
+        **_versus(it, fused, "fnn_iterable_vs_in_memory"),
+        "fnn_iterable_breakdown": _iterable_breakdown(it, fused),
     }
 
 
 def _throughput_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per workload x batch size: fnn fused against its best peer, the hand loop, the
-    matmul peak and the step's own matmuls; fnn on the NNX network against fnn on linen."""
+    matmul peak and the step's own matmuls; fnn on the NNX network against fnn on linen, fnn
+    with bf16 compute and fnn fed by Grain against fnn fused."""
     recs: list[Record] = where(results["records"], benchmark="throughput")
     rows = []
     for workload, b in groups(recs, ("workload", "batch_size")):
@@ -98,6 +159,7 @@ def _throughput_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "fnn_vs_matmul_bound_per_round": spread(bound_paired),
                 "matmul_bound_fraction_of_peak": bound.get("fraction_of_peak") if bound else None,
                 **_nnx_fields(by_impl),
+                **_variant_fields(by_impl),
             }
         )
     return rows
@@ -118,13 +180,15 @@ def _target(
     }
 
 
-def _targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _targets(rows: list[dict[str, Any]], platform: str | None) -> list[dict[str, Any]]:
     """The checks of :class:`TargetId` on the throughput rows (none without the MLP)."""
     rows = [r for r in rows if r["workload"] == TARGET_WORKLOAD]
     if not rows:
         return []
     sgd = next((r for r in rows if r["mode"] == "sgd"), None)
     full = next((r for r in rows if r["mode"] == "full"), None)
+    at = next((r for r in rows if r["batch_size"] == TARGET_ITERABLE_BATCH), None)
+    on_cpu = platform in (None, "cpu")
     peer = [r for r in rows if r["fnn_vs_best_peer"] is not None]
     worst = min(peer, key=lambda r: r["fnn_vs_best_peer"], default=None)
     return [
@@ -150,6 +214,14 @@ def _targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "full batch: fnn fused >= 70% of the measured matmul peak",
             TARGET_FULL_PEAK,
             full["fnn_fraction_of_peak"] if full else None,
+        ),
+        _target(
+            TargetId.ITERABLE_VS_IN_MEMORY,
+            f"batch {TARGET_ITERABLE_BATCH} on CPU: fnn fed by a Grain loader >= "
+            f"{TARGET_ITERABLE_VS_IN_MEMORY}x fnn fused on in-memory arrays",
+            TARGET_ITERABLE_VS_IN_MEMORY,
+            at["fnn_iterable_vs_in_memory"] if at and on_cpu else None,
+            batch_size=TARGET_ITERABLE_BATCH,
         ),
     ]
 
@@ -178,9 +250,10 @@ def _tta_best(results: dict[str, Any]) -> list[dict[str, Any]]:
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
     """Derived numbers: fnn vs peers per batch size, the target checks, the fastest batch."""
     rows = _throughput_rows(results)
+    platform = results.get("meta", {}).get("device", {}).get("platform")
     return {
         "throughput": rows,
-        "targets": _targets(rows),
+        "targets": _targets(rows, platform),
         "time_to_accuracy": _tta_best(results),
         "noise_scale": [
             {

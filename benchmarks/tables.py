@@ -83,6 +83,21 @@ def _ratio_cell(x: float | None) -> str:
     return fmt_value(x, ".2f") + ("x" if x else "")
 
 
+def _paired_cell(x: float | None, rounds: dict[str, float] | None) -> str:
+    """The median of the per-round ratios and their quartiles (else the ratio of medians)."""
+    if not rounds:
+        return _ratio_cell(x)
+    return f"{rounds['median']:.2f}x ({rounds['p25']:.2f}-{rounds['p75']:.2f})"
+
+
+# Columns shown when a run measured them: header -> the summary row's ratio (paired per round).
+FNN_VS_FNN_COLUMNS = {
+    "fnn NNX/linen": "fnn_nnx_vs_linen",
+    "fnn bf16/f32": "fnn_bf16_vs_f32",
+    "fnn Grain/in-memory": "fnn_iterable_vs_in_memory",
+}
+
+
 def throughput_tables(results: dict[str, Any], markdown: bool) -> list[tuple[str, str]]:
     """One (title, table) per throughput workload: samples/s per batch size x implementation."""
     recs = where(results["records"], benchmark="throughput")
@@ -91,10 +106,10 @@ def throughput_tables(results: dict[str, Any], markdown: bool) -> list[tuple[str
     for (workload,), group in groups(recs, ("workload",)).items():
         impls = _impl_order(group)
         labels = {r["implementation"]: r["label"] for r in group}
-        nnx = any(s.get("fnn_nnx_vs_linen") for (w, _), s in summary.items() if w == workload)
+        extra = {h: key for h, key in FNN_VS_FNN_COLUMNS.items()
+                 if any(s.get(key) for (w, _), s in summary.items() if w == workload)}  # fmt: skip
         header = ["batch", *(labels[i] for i in impls), "fnn/best peer", "fnn/hand loop",
-                  "fnn % peak", "fnn % step matmuls"]  # fmt: skip
-        header += ["fnn NNX/linen"] if nnx else []
+                  "fnn % peak", "fnn % step matmuls", *extra]  # fmt: skip
         rows = []
         for (b,), at_b in groups(group, ("batch_size",)).items():
             cells = {r["implementation"]: r for r in at_b}
@@ -107,7 +122,10 @@ def throughput_tables(results: dict[str, Any], markdown: bool) -> list[tuple[str
                     _ratio_cell(s.get("fnn_vs_flax_loop")),
                     fmt_percent(s.get("fnn_fraction_of_peak")),
                     fmt_percent(s.get("fnn_fraction_of_matmul_bound")),
-                    *([_ratio_cell(s.get("fnn_nnx_vs_linen"))] if nnx else []),
+                    *(
+                        _paired_cell(s.get(key), s.get(f"{key}_per_round"))
+                        for key in extra.values()
+                    ),  # fmt: skip
                 ]
             )
         first = group[0]
@@ -118,6 +136,7 @@ def throughput_tables(results: dict[str, Any], markdown: bool) -> list[tuple[str
             f"± half the IQR): {workload} = {first['model']}, {n_max} examples of "
             f"{first['dataset']} ({first['data_source']})"
             + ("; small batches: epochs capped in steps" if capped else "")
+            + ("; fnn X/Y: median of the per-round ratios (quartiles)" if extra else "")
         )
         out.append((title, _table(header, rows, markdown)))
     return out

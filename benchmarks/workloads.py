@@ -43,8 +43,9 @@ class Workload:
     Attributes:
       name: short name used on the command line and in results.json.
       description: one line for the report.
-      build: ``num_classes -> flax module`` (the reference model, used by the fnn runners and the
-        hand-written Flax loops).
+      build: ``(num_classes, dtype=None) -> flax module`` (the reference model, used by the fnn
+        runners and the hand-written Flax loops); ``dtype`` is its compute dtype (e.g.
+        ``jnp.bfloat16``; None: from the inputs and the float32 parameters).
       input_kind: how images ``[n, H, W, 1]`` become model inputs: ``"flat"`` ``[n, H*W]``,
         ``"flat8"`` ``[n, 64]`` (pooled to 8x8 first), ``"image"`` unchanged, ``"sequence"``
         ``[n, H, W]`` (rows are time steps).
@@ -56,7 +57,7 @@ class Workload:
 
     name: str
     description: str
-    build: Callable[[int], nn.Module]
+    build: Callable[..., nn.Module]
     input_kind: InputKind
     base_learning_rate: float
     max_learning_rate: float
@@ -77,7 +78,7 @@ WORKLOADS: dict[str, Workload] = {
     "logreg": Workload(
         name="logreg",
         description="logistic regression",
-        build=lambda classes: models.LogisticRegression(classes),
+        build=lambda classes, dtype=None: models.LogisticRegression(classes, dtype=dtype),
         input_kind="flat",
         base_learning_rate=0.01,
         max_learning_rate=0.5,
@@ -86,7 +87,9 @@ WORKLOADS: dict[str, Workload] = {
     "mlp": Workload(
         name="mlp",
         description="MLP 64-256-256-10 (ReLU)",
-        build=lambda classes: models.MLP(hidden=(256, 256), outputs=classes),
+        build=lambda classes, dtype=None: models.MLP(
+            hidden=(256, 256), outputs=classes, dtype=dtype
+        ),
         input_kind="flat8",
         base_learning_rate=0.005,
         max_learning_rate=0.2,
@@ -96,7 +99,9 @@ WORKLOADS: dict[str, Workload] = {
     "cnn": Workload(
         name="cnn",
         description="CNN conv16-pool-conv32-pool-128-10 (3x3, ReLU)",
-        build=lambda classes: models.CNN(classes, channels=(16, 32), dense=(128,)),
+        build=lambda classes, dtype=None: models.CNN(
+            classes, channels=(16, 32), dense=(128,), dtype=dtype
+        ),
         input_kind="image",
         base_learning_rate=0.005,
         max_learning_rate=0.2,
@@ -106,7 +111,7 @@ WORKLOADS: dict[str, Workload] = {
     "lstm": Workload(
         name="lstm",
         description="LSTM(128) over image rows + dense 10",
-        build=lambda classes: models.LSTM(hidden=128, outputs=classes),
+        build=lambda classes, dtype=None: models.LSTM(hidden=128, outputs=classes, dtype=dtype),
         input_kind="sequence",
         base_learning_rate=0.01,
         max_learning_rate=0.5,

@@ -5,6 +5,8 @@
 | fnn_fused      | ``fnn.fit(..., fused=True)``: one compiled ``lax.scan`` program per epoch |
 | fnn_unfused    | ``fnn.fit(..., fused=False)``: Python loop over fnn's jitted train step  |
 | fnn_fused_nnx  | ``fnn.fit`` fused, on the same network written in Flax NNX (``NnxModel``) |
+| fnn_fused_bf16 | ``fnn.fit`` fused, bfloat16 compute (``dtype=jnp.bfloat16``, f32 params)  |
+| fnn_iterable   | ``fnn.fit`` on batches from ``fnn.data.grain_loader`` over the same arrays |
 | flax_loop      | hand-written Flax + Optax: ``@jax.jit`` step, Python loop over NumPy batches |
 | flax_scan      | hand-written ``lax.scan`` epoch (drops the last partial batch)          |
 | nnx_loop       | hand-written Flax NNX: ``nnx.Optimizer``, ``@nnx.jit`` step, Python loop  |
@@ -15,6 +17,7 @@
 
 from benchmarks.runners.base import Runner as Runner
 from benchmarks.runners.base import Unavailable as Unavailable
+from benchmarks.runners.fnn_variants import FnnFusedBf16Runner, FnnIterableRunner
 from benchmarks.runners.jax_runners import (
     FlaxLoopRunner,
     FlaxScanRunner,
@@ -32,6 +35,8 @@ RUNNERS: dict[str, type[Runner]] = {
         FnnFusedRunner,
         FnnUnfusedRunner,
         FnnFusedNnxRunner,
+        FnnFusedBf16Runner,
+        FnnIterableRunner,
         FlaxLoopRunner,
         FlaxScanRunner,
         NnxLoopRunner,

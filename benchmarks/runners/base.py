@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import abc
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from benchmarks.workloads import Dataset, Workload
 
-__all__ = ["Runner", "Unavailable", "logits_metrics"]
+__all__ = ["DENSE_KINDS", "Runner", "Unavailable", "logits_metrics", "require_dense"]
+
+DENSE_KINDS = ("flat", "flat8")  # the input kinds of the dense workloads (logreg, mlp)
 
 
 class Unavailable(Exception):
     """Raised by :meth:`Runner.check_available` with the reason an implementation is skipped."""
+
+
+def require_dense(workload: Workload, what: str) -> None:
+    """Raises :class:`Unavailable` ``"<what> for workload 'cnn' (only dense workloads)"`` for a
+    workload that is not dense (``logreg``, ``mlp``)."""
+    if workload.input_kind not in DENSE_KINDS:
+        raise Unavailable(f"{what} for workload {workload.name!r} (only dense workloads)")
 
 
 class Runner(abc.ABC):
@@ -23,7 +32,7 @@ class Runner(abc.ABC):
     ``__init__`` (no work), ``setup()`` (build model, optimizer, move data; no training, no
     compilation required), then ``run_epochs(k)`` any number of times (each call returns only
     when the device is done, so wall-clock timing around it is exact) and ``evaluate(x, y)``
-    between calls.
+    between calls; ``diagnostics()`` after the throughput repeats.
 
     Attributes:
       implementation: the name in results.json (e.g. ``"fnn_fused"``).
@@ -78,6 +87,10 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         """``{"loss", "accuracy"}`` of the current model on ``(x, y)`` (inference mode)."""
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Extra record fields, measured once after the timed repeats (outside them)."""
+        return {}
 
     def close(self) -> None:
         """Releases what the runner holds (models, device buffers)."""

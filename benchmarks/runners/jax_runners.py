@@ -59,29 +59,35 @@ class _FnnRunner(Runner):
         model = self.build_model()
         optimizer = optim.sgd(self.learning_rate, momentum=MOMENTUM)
         self.state = TrainState.create(model, optimizer, self.data.x_train[:1], seed=self.seed)
-        self._x = jax.device_put(self.data.x_train)
-        self._y = jax.device_put(self.data.y_train)
-        full = self.batch_size == self.data.num_train
-        self._batch: int | str = "full" if full else self.batch_size
+        self.place_data()
 
     def build_model(self) -> Any:
         """The model ``fnn.fit`` trains: the workload's reference linen module."""
         return self.workload.build(self.data.num_classes)
 
+    def place_data(self) -> None:
+        """Puts the training arrays on the device, where fit's epoch programs gather from."""
+        self._x = jax.device_put(self.data.x_train)
+        self._y = jax.device_put(self.data.y_train)
+        full = self.batch_size == self.data.num_train
+        self._batch: int | str = "full" if full else self.batch_size
+
     def run_epochs(self, epochs: int) -> None:
-        self.state, _ = self._fnn.fit(
-            self.state,
+        self.fit(
+            epochs,
             self._x,
             self._y,
-            loss="cross_entropy",
             batch_size=self._batch,
-            epochs=epochs,
-            metrics=(),
             shuffle=True,
             seed=self.seed + self.epochs_done,
             drop_remainder=False,
             fused=self.fused,
-            verbose=0,
+        )
+
+    def fit(self, epochs: int, x: Any, y: Any = None, **options: Any) -> None:
+        """``epochs`` epochs of ``fnn.fit`` on ``x`` (and ``y``), silent, no metrics."""
+        self.state, _ = self._fnn.fit(
+            self.state, x, y, loss="cross_entropy", epochs=epochs, metrics=(), verbose=0, **options
         )
         jax.block_until_ready(self.state.params)
         self.epochs_done += epochs

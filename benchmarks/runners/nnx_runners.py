@@ -14,13 +14,11 @@ import jax
 import numpy as np
 import optax
 
-from benchmarks.runners.base import Runner, Unavailable, logits_metrics
+from benchmarks.runners.base import Runner, Unavailable, logits_metrics, require_dense
 from benchmarks.runners.jax_runners import EVAL_BATCH, FnnFusedRunner
 from benchmarks.workloads import MOMENTUM, Workload
 
 __all__ = ["FnnFusedNnxRunner", "NnxLoopRunner", "build_nnx_model"]
-
-DENSE_KINDS = ("flat", "flat8")
 
 
 def _import_nnx() -> Any:
@@ -32,8 +30,7 @@ def _import_nnx() -> Any:
 
 
 def _check_dense(workload: Workload) -> None:
-    if workload.input_kind not in DENSE_KINDS:
-        raise Unavailable(f"no NNX model for workload {workload.name!r} (only dense workloads)")
+    require_dense(workload, "no NNX model")
 
 
 @functools.cache

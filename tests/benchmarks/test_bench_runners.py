@@ -127,8 +127,9 @@ def test_iterable_runner_reads_whole_batches_and_times_its_loader(mlp, tiny_data
     runner.run_epochs(1)  # the same iterator continues
     assert runner.epochs_done == 3
     extra = runner.diagnostics()
-    assert set(extra) == {"input_read_epoch_s", "input_copy_epoch_s"}
-    assert all(v > 0 for v in extra.values())
+    assert set(extra) == {"input_call_s", "input_read_epoch_s", "input_source_epoch_s",
+                          "input_copy_epoch_s"}  # fmt: skip
+    assert all(v >= 0 for v in extra.values()) and extra["input_read_epoch_s"] > 0
     runner.close()
 
 
