@@ -225,12 +225,14 @@ def _ms(seconds: float | None) -> str:
 
 
 def _source_text(d: dict[str, Any]) -> str:
-    if d.get("source_s") is None:
-        return " (Python per example and per batch in Grain)"
-    return (
-        f" (the same batches straight from its source, by index, take {_ms(d['source_s'])}: "
-        f"the rest is Grain's per-example shuffle and batching in Python)"
-    )
+    """What reading the batches from the source directly, by index, costs next to the loader."""
+    source_s, read_s = d.get("source_s"), d.get("read_s")
+    if source_s is None:
+        return ""
+    text = f" (the same batches straight from its source, by index, take {_ms(source_s)}"
+    if read_s is not None and read_s > source_s:
+        return text + f": the other {_ms(read_s - source_s)} is the Grain pipeline's own work)"
+    return text + ")"
 
 
 def iterable_breakdown_text(row: dict[str, Any]) -> str:
