@@ -163,6 +163,13 @@ def test_a_batch_that_changes_mid_stream_names_the_step_and_keeps_the_state(digi
             r"x: batch 1 x: contains 256 NaN/Inf",
         ),
         (
+            lambda x, y: ({"image": x[i], "label": y[i]} for i in range(4)),
+            {},
+            BatchError,
+            r"x: batch 0: expected a tuple \(x, y\) or \(x, y, mask\), got dict; this looks like "
+            r"one example.*fnn.data.grain_loader",
+        ),
+        (
             lambda x, y: batches_of(x, y, 32),
             dict(strategy="fused"),
             ValueError,

@@ -198,10 +198,16 @@ class IterableBatches:
         """``(x, y, mask)`` of one raw batch as NumPy, checked like in-memory data."""
         where = f"{self.name}: batch {index}"
         if not isinstance(raw, tuple | list) or len(raw) not in (2, 3):
-            raise BatchError(
-                f"{where}: expected a tuple (x, y) or (x, y, mask), got {type(raw).__name__}",
-                index,
-            )
+            hint = ""
+            if isinstance(raw, dict):  # e.g. the examples of tfds.data_source, one at a time
+                hint = (
+                    "; this looks like one example of a dataset, not a batch: give fit a loader "
+                    "of batches, e.g. fnn.data.grain_loader(name, batch_size=32) for a TFDS or "
+                    "bundled dataset"
+                )
+            got = type(raw).__name__
+            raise BatchError(f"{where}: expected a tuple (x, y) or (x, y, mask), got {got}{hint}",
+                             index)  # fmt: skip
         x = data_tree.as_data(f"{where} x", raw[0])
         y = data_tree.as_data(f"{where} y", raw[1])
         data_tree.check_pair(x, y, f"{where} x", f"{where} y")
