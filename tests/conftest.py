@@ -42,7 +42,13 @@ def compiles(caplog):
         yield CompileCounter(caplog)
 
 
-def run_on_cpu_devices(script: str, devices: int = 8, timeout: float = 600) -> dict:
+@pytest.fixture(scope="session")
+def run_on_cpu_devices():
+    """A function that runs a script on virtual CPU devices (see :func:`_run_on_cpu_devices`)."""
+    return _run_on_cpu_devices
+
+
+def _run_on_cpu_devices(script: str, devices: int = 8, timeout: float = 600) -> dict:
     """Runs ``script`` in a fresh Python with ``devices`` virtual CPU devices (the device count
     is fixed when JAX starts) and returns the JSON it printed on its last ``RESULT`` line."""
     import json

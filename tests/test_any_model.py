@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import run_on_cpu_devices
 
 import fnn
 from fnn import models, optim
@@ -297,7 +296,7 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def test_batchnorm_statistics_over_the_global_batch_on_eight_devices():
+def test_batchnorm_statistics_over_the_global_batch_on_eight_devices(run_on_cpu_devices):
     out = run_on_cpu_devices(PARALLEL_SCRIPT)
     assert out["many_devices"] == 8 and out["one_devices"] == 1
     # Each device sees 2 of a batch's 16 rows: per-device statistics would differ from the one

@@ -8,7 +8,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import run_on_cpu_devices
 from flax import nnx
 
 import fnn
@@ -275,7 +274,7 @@ PARALLEL = textwrap.dedent(
 )
 
 
-def test_data_parallel_on_eight_devices_matches_one():
+def test_data_parallel_on_eight_devices_matches_one(run_on_cpu_devices):
     result = run_on_cpu_devices(PARALLEL)
     assert result["devices"] == 8
     assert result["params"] < 1e-5 and result["state"] < 1e-5

@@ -4,7 +4,6 @@ JAX starts)."""
 import textwrap
 
 import pytest
-from conftest import run_on_cpu_devices
 
 SCRIPT = textwrap.dedent(
     """
@@ -62,7 +61,7 @@ SCRIPT = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def result():
+def result(run_on_cpu_devices):
     return run_on_cpu_devices(SCRIPT)
 
 
