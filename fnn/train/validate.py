@@ -33,7 +33,10 @@ def check_not_traced(name: str, value: Any, caller: str) -> None:
     its own compiled programs and cannot run inside ``jax.jit`` / ``jax.grad`` / ``vmap``."""
     if is_batch_iterable(value):  # its batches are read later, on the host
         return
-    if any(isinstance(leaf, jax.core.Tracer) for leaf in data_tree.leaves(value)):
+    # A plain pytree flatten (a TrainState is a pytree node), lists of numbers kept whole.
+    numbers = lambda o: isinstance(o, list) and data_tree.is_leaf(o)
+    leaves = jax.tree_util.tree_leaves(value, is_leaf=numbers)
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
         raise TypeError(
             f"{name}: fnn.{caller} was called inside a JAX transformation (jax.jit, jax.grad, "
             f"vmap: {name} holds tracers); it compiles and runs its own programs. Inside a "
