@@ -1,7 +1,8 @@
 """Training: the state, pure steps, the fit / evaluate / predict driver, callbacks, checkpoints.
 
-Modules, each with one job: ``state`` (TrainState), ``model`` (the model seam), ``step`` (pure
-train / eval / predict steps), ``plan`` (batches of an epoch), ``programs`` (the compiled
+Modules, each with one job: ``state`` (TrainState), ``model`` (the model seam), ``data_tree``
+(data as pytrees of arrays, checked), ``step`` (pure train / eval / predict steps), ``plan``
+(batches of an epoch), ``programs`` (the compiled
 bodies and their cache), ``sources`` (the data seam), ``executors`` (strategies and epoch
 runners), ``inference`` (evaluate, predict), ``loop`` (fit), ``validate`` (input checks),
 ``callbacks``, ``checkpoint`` (Orbax), ``history``.
