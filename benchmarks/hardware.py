@@ -178,9 +178,20 @@ def _jaxpr_flops(jaxpr) -> int:
         elif name == "cond":
             total += max((_jaxpr_flops(b.jaxpr) for b in eqn.params["branches"]), default=0)
         else:  # pjit, custom_jvp/vjp, remat, while (body counted once): recurse
-            for sub in jex_core.jaxprs_in_params(eqn.params):
+            for sub in _jaxprs_in_params(eqn.params):
                 total += _jaxpr_flops(sub)
     return total
+
+
+def _jaxprs_in_params(params):
+    """The jaxprs among an equation's parameters, not recursively (what
+    ``jax.extend.core.jaxprs_in_params`` gives, a name that jax 0.7 does not export)."""
+    for param in params.values():
+        for value in param if isinstance(param, tuple) else (param,):
+            if isinstance(value, jex_core.Jaxpr):
+                yield value
+            elif isinstance(value, jex_core.ClosedJaxpr):
+                yield value.jaxpr
 
 
 def count_flops(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
@@ -212,7 +223,7 @@ def _matmul_eqns(jaxpr, out: list) -> bool:
         if name in _MATMULS:
             out.append(eqn)
             continue
-        subs = list(jex_core.jaxprs_in_params(eqn.params))
+        subs = list(_jaxprs_in_params(eqn.params))
         if name in _CONTROL_FLOW:
             if any(_jaxpr_flops(sub) for sub in subs):
                 return False

@@ -6,6 +6,11 @@ import pytest
 
 from fnn import models
 
+# jax.enable_x64 is absent in jax 0.7 (there: jax.experimental.enable_x64, gone in jax 0.10)
+_enable_x64 = getattr(jax, "enable_x64", None)
+if _enable_x64 is None:
+    from jax.experimental import enable_x64 as _enable_x64
+
 
 def count(variables):
     return sum(x.size for x in jax.tree_util.tree_leaves(variables["params"]))
@@ -178,7 +183,7 @@ def test_simple_rnn_matches_numpy_recurrence():
 @pytest.mark.parametrize("cls", list(RNN_COUNTS), ids=lambda c: c.__name__)
 def test_recurrent_gradients_match_finite_differences(cls):
     rng = np.random.default_rng(3)
-    with jax.enable_x64(True):
+    with _enable_x64(True):
         x = jnp.asarray(rng.normal(size=(2, 5, 3)))
         lengths = jnp.array([5, 3])
         model = cls(4, outputs=2, param_dtype=jnp.float64)

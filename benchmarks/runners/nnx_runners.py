@@ -44,7 +44,9 @@ def _dense_net() -> type:
 
         def __init__(self, widths: tuple[int, ...], rngs: nnx.Rngs):
             pairs = zip(widths, widths[1:], strict=False)
-            self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in pairs])
+            # nnx.List is flax>=0.12 (which refuses a plain list of modules); flax 0.11 takes a list
+            layers = getattr(nnx, "List", list)
+            self.layers = layers([nnx.Linear(a, b, rngs=rngs) for a, b in pairs])
 
         def __call__(self, x):
             x = x.reshape(x.shape[0], -1)

@@ -237,7 +237,7 @@ class NnxModel:
         for path, variable in nnx.to_flat_state(rest):
             if isinstance(variable, nnx.RngKey):
                 tags.add(variable.tag)
-                value = variable.get_value()
+                value = variable[...]  # get_value() is flax>=0.12 only; .value warns there
                 if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
                     keys.append((tuple(path), str(jax.random.key_impl(value))))
         model_state = nnx.to_pure_dict(rest)
@@ -378,8 +378,20 @@ def _primitive_names(jaxpr) -> frozenset[str]:
     while stack:
         current = stack.pop()
         names.update(eqn.primitive.name for eqn in current.eqns)
-        stack.extend(jex.core.subjaxprs(current))
+        stack.extend(_subjaxprs(current))
     return frozenset(names)
+
+
+def _subjaxprs(jaxpr):
+    """The jaxprs in the parameters of ``jaxpr``'s equations, not recursively (what
+    ``jax.extend.core.subjaxprs`` gives, a name that jax 0.7 does not export)."""
+    for eqn in jaxpr.eqns:
+        for param in eqn.params.values():
+            for value in param if isinstance(param, tuple) else (param,):
+                if isinstance(value, jex.core.Jaxpr):
+                    yield value
+                elif isinstance(value, jex.core.ClosedJaxpr):
+                    yield value.jaxpr
 
 
 __all__ = [
