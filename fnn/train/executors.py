@@ -308,10 +308,25 @@ class StepwiseRunner(_Runner):
         src, plan = self.source, self.source.plan
         carry = programs.run(programs.start, (state, *src.example), self.static)
         idx, mask = programs.run(epoch_indices, (src.key, np.int32(epoch)), dict(plan=plan))
-        for s in range(plan.steps if stop_after is None else stop_after):
+        for s in range(self._steps(stop_after)):
             args = (carry, src.x, src.y, idx, mask, np.int32(s))
             carry = programs.compiled(programs.indexed_step, args, self.step_static, (0,))(*args)
         return carry, self._steps(stop_after)
+
+
+def run_chunk(carry, chunk, static, chunk_static, *, per_step: bool, steps: int | None = None,
+              donate: bool = True):  # fmt: skip
+    """``carry`` after the first ``steps`` batches (None: all) of a device chunk ``[K, B, ...]``:
+    one scan over the chunk, or (``per_step``, or a partial chunk) one program per batch.
+    ``donate`` hands the carry's buffers to the programs."""
+    donated = (0,) if donate else ()
+    if per_step or steps is not None:
+        for j in range(chunk[2].shape[0] if steps is None else steps):  # masks: [K, B]
+            args = (carry, *chunk, np.int32(j))
+            carry = programs.compiled(programs.chunk_step, args, static, donated)(*args)
+        return carry
+    args = (carry, *chunk)
+    return programs.compiled(programs.chunk, args, chunk_static, donated)(*args)
 
 
 class StreamedRunner(_Runner):
@@ -333,8 +348,7 @@ class StreamedRunner(_Runner):
         src = self.source
         carry = programs.run(programs.start, (state, *src.example), self.static)
         host = src.chunks(epoch, size=self.k, stop_after=stop_after)
-        steps = src.plan.steps if stop_after is None else stop_after
-        total = -(-steps // self.k)
+        total = -(-self._steps(stop_after) // self.k)
         bar = tqdm(total=total, desc="chunks", leave=False, disable=not self.progress)
         for current in prefetch(host, self._put):
             # The previous chunk must be done before this one starts: the next copy then
@@ -342,13 +356,8 @@ class StreamedRunner(_Runner):
             # one copied). Without the wait the host ran ahead and queued chunks: peak memory
             # grew with the data (2.2 GB over the baseline for a 4 GB file, measured).
             jax.block_until_ready(carry)
-            if self.per_step:
-                for j in range(current[2].shape[0]):  # the chunk's masks: [K, B]
-                    args = (carry, *current, np.int32(j))
-                    carry = programs.compiled(programs.chunk_step, args, self.static, (0,))(*args)
-            else:
-                args = (carry, *current)
-                carry = programs.compiled(programs.chunk, args, self.chunk_static, (0,))(*args)
+            carry = run_chunk(carry, current, self.static, self.chunk_static,
+                              per_step=self.per_step)  # fmt: skip
             bar.update(1)
         bar.close()
         return carry, self._steps(stop_after)
@@ -401,15 +410,9 @@ class IterableRunner(_Runner):
         return self.place.put_batches(host_chunk, axis=1, batch=self.source.batch)
 
     def _run_chunk(self, carry, chunk, steps: int | None = None):
-        """``carry`` after the chunk's first ``steps`` batches (all: None); not donated."""
-        n = chunk[2].shape[0] if steps is None else steps
-        if self.per_step or steps is not None:
-            for j in range(n):
-                args = (carry, *chunk, np.int32(j))
-                carry = programs.compiled(programs.chunk_step, args, self.static)(*args)
-            return carry
-        args = (carry, *chunk)
-        return programs.compiled(programs.chunk, args, self.chunk_static)(*args)
+        """Not donated: a chunk's starting carry is kept for a replay after a NaN."""
+        return run_chunk(carry, chunk, self.static, self.chunk_static, per_step=self.per_step,
+                         steps=steps, donate=False)  # fmt: skip
 
     def _epoch(self, state, epoch, stop_after):
         if stop_after is not None:

@@ -41,12 +41,8 @@ class Evaluator:
 ITERABLE_CHUNK = 16  # batches of an iterable evaluated per compiled call
 
 
-def _iterable(x: Any, y: Any, batch_size: Any, *, labelled: bool) -> IterableBatches:
-    """The source of an iterable ``x`` given to evaluate / predict (one pass)."""
-    if labelled and y is not None:
-        raise TypeError(
-            f"y: an iterable x yields (x, y) batches, so y must be None; got {type(y).__name__}"
-        )
+def _iterable(x: Any, batch_size: Any) -> IterableBatches:
+    """The source of an iterable ``x`` given to predict (one pass)."""
     if batch_size is not None:
         raise ValueError(
             f"batch_size: an iterable x sets its own batch size; expected batch_size=None, got "
@@ -134,10 +130,10 @@ def evaluate(
     loss_fn = get_loss(loss)
     metrics = metrics_lib.get_metrics(metrics)
     if is_batch_iterable(x):
-        source = _iterable(x, y, batch_size, labelled=True)
-        fx, fy, _ = source.first
-        model = validate.facts(state, fx, "x: batch 0 x")
-        validate.check_targets(loss_fn, fy, model.output_shape, "x: batch 0 y")
+        source, _ = validate.iterable_inputs(
+            state, x, y, loss_fn, batch_size=batch_size, drop_remainder=False,
+            steps_per_epoch=None, epochs=None,
+        )  # fmt: skip
         place = placement(_checks.check_devices("devices", devices))
         static = dict(loss_fn=loss_fn, metrics=metrics)
         return summarize(_eval_source(state, source, static, place), metrics)
@@ -196,7 +192,7 @@ def _predict_iterable(state, x, batch_size, devices) -> np.ndarray:
             xb = data_tree.as_data("x", b[0] if isinstance(b, tuple | list) else b)
             yield xb, np.zeros((data_tree.num_examples(xb),), np.int32)
 
-    source = _iterable(as_labelled(x), None, batch_size, labelled=False)
+    source = _iterable(as_labelled(x), batch_size)
     validate.facts(state, source.first[0], "x: batch 0")
     place = placement(_checks.check_devices("devices", devices))
     state = place.put_replicated(state)
