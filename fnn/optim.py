@@ -12,12 +12,19 @@ order to the gradient ``g`` of the loss at parameters ``w``:
 4. ``decoupled_weight_decay``: ``u <- u + decoupled_weight_decay * w`` after the update rule,
    so the decay bypasses the moments (AdamW, Loshchilov & Hutter, arXiv:1711.05101, 2017);
 5. scaling by ``-learning_rate`` (a float or a schedule of the step count).
+
+The chain is wrapped in ``optax.inject_hyperparams``, so the learning rate lives in the
+optimizer's state (``hyperparams["learning_rate"]``, see ``fnn.train.learning_rate``): ``fit``
+records it in ``History`` every epoch and ``fnn.ReduceLROnPlateau`` can lower it. The updates
+are bit for bit those of the bare chain (tested).
 """
 
 import functools
 import numbers
 from collections.abc import Callable, Sequence
 
+import jax
+import jax.numpy as jnp
 import optax
 
 from fnn._checks import (
@@ -38,6 +45,21 @@ def _check_learning_rate(learning_rate: LearningRate) -> None:
         return
     check_type("learning_rate", learning_rate, numbers.Real, "a float or a schedule")
     check_positive("learning_rate", learning_rate, allow_zero=True)
+
+
+def _scale_by_learning_rate(learning_rate: jax.Array) -> optax.GradientTransformation:
+    """``u <- -learning_rate * u``, the rate cast to each update's dtype first.
+
+    ``optax.scale_by_learning_rate`` of the injected rate would promote bfloat16 updates to the
+    float32 of a scheduled rate; casting as ``optax.scale_by_schedule`` does keeps the updates
+    bit for bit those of ``optax.scale_by_learning_rate(float or schedule)`` in every dtype.
+    """
+
+    def update(updates, state, params=None):
+        del params
+        return jax.tree.map(lambda u: -jnp.asarray(learning_rate, u.dtype) * u, updates), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update)
 
 
 def _chain(
@@ -63,8 +85,13 @@ def _chain(
     parts.append(rule)
     if decoupled_weight_decay:
         parts.append(optax.add_decayed_weights(decoupled_weight_decay))
-    parts.append(optax.scale_by_learning_rate(learning_rate))
-    return optax.chain(*parts)
+
+    def with_learning_rate(learning_rate):
+        return optax.chain(*parts, _scale_by_learning_rate(learning_rate))
+
+    if not callable(learning_rate):
+        learning_rate = float(learning_rate)  # an int would make the injected rate an integer
+    return optax.inject_hyperparams(with_learning_rate)(learning_rate=learning_rate)
 
 
 # Optimizers and schedules are cached by their arguments: building ``sgd(0.1)`` twice returns the
