@@ -121,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         seed=args.seed,
         verbose=args.verbose,
         resume_from=ckpt_dir if args.resume else None,
+        resume_missing_ok=True,  # nothing saved yet: start fresh
+        resume_overrides=("epochs",),  # --resume --epochs N trains a saved run further
     )
     wall = time.perf_counter() - start
     test = fnn.evaluate(state, x_test, y_test, loss="cross_entropy", metrics=["accuracy"])

@@ -34,11 +34,15 @@ class Metric(NamedTuple):
       name: the key under which results are reported.
       update: ``(predictions, targets, mask<float>[batch]) -> Sums`` for one batch.
       compute: ``Sums -> <float32>[]`` (or an array, for the confusion matrix).
+      targets: what targets the metric reads, checked against ``y`` before training:
+        ``"labels"`` (class labels: integers, or 0/1 with a single logit), ``"values"``
+        (regression targets shaped like the predictions), or ``"any"`` (not checked).
     """
 
     name: str
     update: Callable[[jax.Array, jax.Array, jax.Array], Sums]
     compute: Callable[[Sums], jax.Array]
+    targets: str = "any"
 
 
 def _safe_div(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -84,7 +88,7 @@ def _prf(kind: str, average: str) -> Metric:
         return per_class[1] if average == "binary" else per_class.mean()
 
     name = kind if average == "binary" else f"macro_{kind}"
-    return Metric(name, _confusion_update, compute)
+    return Metric(name, _confusion_update, compute, "labels")
 
 
 def precision(average: str = "binary") -> Metric:
@@ -109,12 +113,12 @@ def accuracy() -> Metric:
         hit = predicted_classes(logits) == labels.reshape(labels.shape[0])
         return {"correct": jnp.sum(hit * mask), "count": jnp.sum(mask)}
 
-    return Metric("accuracy", update, lambda s: _safe_div(s["correct"], s["count"]))
+    return Metric("accuracy", update, lambda s: _safe_div(s["correct"], s["count"]), "labels")
 
 
 def confusion_matrix() -> Metric:
     """``<float32>[classes, classes]`` counts; row = true class, column = predicted class."""
-    return Metric("confusion_matrix", _confusion_update, lambda s: s["confusion"])
+    return Metric("confusion_matrix", _confusion_update, lambda s: s["confusion"], "labels")
 
 
 def _flat_pair(predictions, targets) -> tuple[jax.Array, jax.Array]:
@@ -133,7 +137,7 @@ def mae() -> Metric:
             "count": jnp.sum(mask) * p.shape[1],
         }
 
-    return Metric("mae", update, lambda s: _safe_div(s["abs_error"], s["count"]))
+    return Metric("mae", update, lambda s: _safe_div(s["abs_error"], s["count"]), "values")
 
 
 def r2() -> Metric:
@@ -160,7 +164,7 @@ def r2() -> Metric:
         ss_tot = s["sum_y2"] - jnp.square(s["sum_y"]) / jnp.maximum(s["count"], 1)
         return jnp.mean(1.0 - _safe_div(s["sse"], ss_tot))
 
-    return Metric("r2", update, compute)
+    return Metric("r2", update, compute, "values")
 
 
 METRICS: dict[str, Metric] = {
@@ -194,6 +198,11 @@ def get_metrics(metrics: Sequence[str | Metric]) -> tuple[Metric, ...]:
     """Resolves a sequence of names / metrics; rejects a bare string and duplicate names."""
     if isinstance(metrics, str | Metric):
         raise TypeError(f"metrics: expected a sequence of metrics, got the single {metrics!r}")
+    if not isinstance(metrics, Sequence | set | frozenset):
+        raise TypeError(
+            f"metrics: expected a sequence of metric names or fnn.metrics.Metric values (e.g. "
+            f"['accuracy'], or () for none), got {metrics!r}"
+        )
     resolved = tuple(get_metric(m) for m in metrics)
     names = [m.name for m in resolved]
     if len(set(names)) != len(names):

@@ -38,7 +38,8 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(data, tmp_path):
     fit(x, y, 3, metrics=["accuracy"], callbacks=[fnn.Checkpoint(ckpt)])
     assert CheckpointStore(ckpt).all_epochs() == [1, 2, 3]
     resumed, history = fit(
-        x, y, 6, metrics=["accuracy"], resume_from=ckpt, callbacks=[fnn.Checkpoint(ckpt)]
+        x, y, 6, metrics=["accuracy"], resume_from=ckpt, callbacks=[fnn.Checkpoint(ckpt)],
+        resume_overrides=("epochs",),  # the saved run planned 3 epochs
     )
     assert_trees_equal(full.params, resumed.params)
     assert_trees_equal(full.opt_state, resumed.opt_state)
@@ -48,10 +49,16 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(data, tmp_path):
     assert CheckpointStore(ckpt).all_epochs() == [4, 5, 6]  # max_to_keep=3
 
 
-def test_resume_from_an_empty_directory_starts_fresh(data, tmp_path):
+def test_resume_from_a_missing_directory_starts_fresh_only_when_asked(data, tmp_path):
     x, y = data
+    with pytest.raises(FileNotFoundError, match=r"resume_from: .*nothing-yet does not exist; "
+                       r".*resume_missing_ok=True"):  # fmt: skip
+        fit(x, y, 2, resume_from=tmp_path / "nothing-yet")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"resume_from: .*empty holds no checkpoint"):
+        fit(x, y, 2, resume_from=tmp_path / "empty")
     a, _ = fit(x, y, 2)
-    b, history = fit(x, y, 2, resume_from=tmp_path / "nothing-yet")
+    b, history = fit(x, y, 2, resume_from=tmp_path / "nothing-yet", resume_missing_ok=True)
     assert_trees_equal(a.params, b.params)
     assert len(history) == 2
 
@@ -140,8 +147,9 @@ def test_non_finite_guard_in_both_loops(fused):
 
 def test_early_stopping_restores_the_best_state(data):
     x, y = data
-    # "max" on the training loss: epoch 1 is the best, then it never improves.
-    stop = fnn.EarlyStopping("loss", mode="max", patience=1)
+    # "max" on the training loss: epoch 1 is the best, then it never improves; patience=2
+    # (Keras's meaning) stops after 2 epochs without improvement.
+    stop = fnn.EarlyStopping("loss", mode="max", patience=2)
     state, history = fit(x, y, 10, callbacks=[stop])
     assert len(history) == 3 and "early stopping" in history.stop_reason
     first, _ = fit(x, y, 1)
@@ -157,7 +165,7 @@ def test_early_stopping_on_validation_accuracy(data):
     best = max(history["val_accuracy"])
     assert stop.best == best and stop.mode == "max"
     if history.stop_reason:
-        assert len(history) == stop.best_epoch + 3
+        assert len(history) == stop.best_epoch + 2  # patience=2
 
 
 def test_early_stopping_unknown_monitor(data):
@@ -223,7 +231,7 @@ def test_resuming_a_different_run_names_the_checkpoint(data, tmp_path):
     ckpt = tmp_path / "ckpt"
     fit(x, y, 2, callbacks=[fnn.Checkpoint(ckpt)])
     wider = fnn.TrainState.create(models.MLP((32,), 3), optim.sgd(0.1), x[:1])
-    with pytest.raises(ValueError, match=r"resume_from: the checkpoint of epoch 2 in .* cannot be "
-                                         r"restored into this run's state"):  # fmt: skip
+    with pytest.raises(ValueError, match=r"resume_from: the checkpoint of epoch 2 in .* was saved "
+                                         r"by a different run"):  # fmt: skip
         fnn.fit(wider, x, y, loss="cross_entropy", batch_size=8, epochs=3, verbose=0,
                 resume_from=str(ckpt))  # fmt: skip

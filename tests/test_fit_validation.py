@@ -104,6 +104,38 @@ CASES = {
         ValueError,
         r"y: binary_cross_entropy needs labels in \[0, 1\], got range \[2.0, 2.0\]",
     ),
+    "bool_labels": (
+        dict(y=Y > 0),
+        TypeError,
+        r"y: sparse_categorical_cross_entropy needs integer class labels, got dtype bool; pass "
+        r"y.astype\(np.int32\)",
+    ),
+    "r2_on_class_labels": (
+        dict(metrics=["accuracy", "r2"]),
+        ValueError,
+        r"metrics: 'r2' compares predictions with targets of the same shape, but y holds the "
+        r"class labels of a cross-entropy",
+    ),
+    "accuracy_on_regression_targets": (
+        dict(loss="mse", y=X[:, :3] * 2, metrics=["accuracy"]),
+        ValueError,
+        r"metrics: 'accuracy' compares predicted classes with class labels, but y holds float32 "
+        r"values in \[-?\d.*\], not labels",
+    ),
+    "f1_on_regression_targets_in_validation": (
+        dict(loss="mse", y=np.zeros((20, 3), np.float32), metrics=["macro_f1"],
+             validation_data=(X, X[:, :3])),  # fmt: skip
+        ValueError,
+        r"metrics: 'macro_f1' compares predicted classes with class labels, but "
+        r"validation_data\[1\] holds",
+    ),
+    "metrics_none": (dict(metrics=None), TypeError, r"metrics: expected a sequence of metric "),
+    "seed_too_large": (dict(seed=2**64), ValueError, r"seed: expected an integer in \[-9223"),
+    "validation_of_one": (
+        dict(validation_data=(X,)),
+        TypeError,
+        r"validation_data: expected a tuple \(x_val, y_val\), got a tuple of length 1",
+    ),
 }
 
 
@@ -121,6 +153,17 @@ def test_fit_rejects_bad_input_before_compiling(state, case, compiles):
 def test_fit_rejects_a_non_state():
     with pytest.raises(TypeError, match="state: expected a fnn.TrainState, got dict"):
         fnn.fit({}, X, Y, loss="cross_entropy", batch_size=4, epochs=1)
+
+
+def test_label_metrics_accept_binary_float_targets(state):
+    # 0/1 floats with a single logit (binary cross-entropy) are labels too.
+    single = fnn.TrainState.create(models.MLP((8,), 1), optim.sgd(0.1), X[:1])
+    y = (X[:, 0] > 0).astype(np.float32)
+    _, history = fnn.fit(single, X, y, loss="binary_cross_entropy", batch_size=4, epochs=1,
+                         verbose=0, metrics=["accuracy", "f1"])  # fmt: skip
+    assert 0 <= history["accuracy"][0] <= 1
+    with pytest.raises(ValueError, match=r"metrics: 'accuracy' compares predicted classes"):
+        fnn.evaluate(single, X, X[:, 0], loss="mse", metrics=["accuracy"])
 
 
 def test_evaluate_and_predict_check_their_input(state):

@@ -246,7 +246,8 @@ def test_a_grain_pipeline_resumes_bit_for_bit_from_a_checkpoint(digits, tmp_path
     full, h_full = fnn.fit(fresh(x), loader(), epochs=4, **kwargs)
     ckpt = tmp_path / "ckpt"
     fnn.fit(fresh(x), loader(), epochs=2, callbacks=[fnn.Checkpoint(ckpt)], **kwargs)
-    resumed, h_res = fnn.fit(fresh(x), loader(), epochs=4, resume_from=str(ckpt), **kwargs)
+    resumed, h_res = fnn.fit(fresh(x), loader(), epochs=4, resume_from=str(ckpt),
+                             resume_overrides=("epochs",), **kwargs)  # fmt: skip
     assert h_res["loss"] == h_full["loss"]
     assert_trees_equal(full.params, resumed.params)
     # Without the saved position the resumed run would read epoch 1's batches again.
@@ -264,7 +265,8 @@ def test_resuming_with_in_memory_data_from_a_pipeline_checkpoint_is_refused(digi
             callbacks=[fnn.Checkpoint(ckpt)])  # fmt: skip
     with pytest.raises(ValueError, match="resume_from: the checkpoint holds the position of an"):
         fnn.fit(fresh(x), x, y, loss="cross_entropy", batch_size=64, epochs=2, verbose=0,
-                resume_from=str(ckpt))  # fmt: skip
+                resume_from=str(ckpt), resume_overrides=("inputs", "targets", "batch_size",
+                                                         "epochs"))  # fmt: skip
 
 
 def test_a_memmap_larger_than_the_device_budget_streams_from_disk(tmp_path, monkeypatch):

@@ -67,7 +67,8 @@ SCRIPT = textwrap.dedent(
         fnn.fit(state, x, y, loss="cross_entropy", batch_size=32, epochs=2, verbose=0,
                 callbacks=[fnn.Checkpoint(ckpt)])
         resumed, h_resumed = fnn.fit(state, x, y, loss="cross_entropy", batch_size=32,
-                                     epochs=4, verbose=0, resume_from=ckpt)
+                                     epochs=4, verbose=0, resume_from=ckpt,
+                                     resume_overrides=("epochs",))
         straight, h_straight = fnn.fit(state, x, y, loss="cross_entropy", batch_size=32,
                                        epochs=4, verbose=0)
         out["resume_equal"] = h_resumed["loss"] == h_straight["loss"] and all(

@@ -240,7 +240,20 @@ class _Runner:
     def run(self, state: TrainState, epoch: int, *, stop_after: int | None = None) -> EpochResult:
         before = programs.compile_seconds()
         (new_state, sums, first_bad), steps = self._epoch(state, epoch, stop_after)
+        if stop_after is None and not self.marks_epoch:
+            carry = (new_state, sums, first_bad)
+            new_state, sums, first_bad = programs.run(programs.flag_non_finite_state, (carry,), {})
+            # A transfer of one scalar with the sharding the programs were compiled for.
+            done = jax.device_put(np.int32(epoch), new_state.epoch.sharding)
+            new_state = new_state.replace(epoch=done)
         return EpochResult(new_state, sums, first_bad, programs.compile_seconds() - before, steps)
+
+    # Whether ``_epoch``'s program itself sets ``state.epoch`` and flags a non-finite state
+    # (``programs.completed``, ``programs.flag_non_finite_state``).
+    marks_epoch = False
+    # Whether ``replay`` can give the state after any number of an epoch's steps (an iterable
+    # cannot be read again: its runner keeps only the state before the first bad step).
+    replays_any_step = True
 
     def replay(self, state: TrainState, epoch: int, steps: int) -> TrainState:
         return state if steps == 0 else self.run(state, epoch, stop_after=steps).state
@@ -265,6 +278,8 @@ class _Runner:
 
 class FusedRunner(_Runner):
     """:attr:`Strategy.FUSED`: each epoch is one program over device-resident data."""
+
+    marks_epoch = True
 
     def __init__(self, source: DeviceArrays, loss_fn, metrics, unroll: int):
         self.source = source
@@ -444,9 +459,11 @@ class IterableRunner(_Runner):
         self._good[epoch] = self._run_chunk(before, chunk, bad - int(before[0].step))[0]
         return True
 
+    replays_any_step = False
+
     def replay(self, state: TrainState, epoch: int, steps: int) -> TrainState:
         del state, steps  # the replay ran when the bad chunk was found
-        return self._good.pop(epoch)
+        return self._good.pop(epoch, None)  # None: no chunk had a bad loss
 
     def data_state(self) -> Any:
         return self.source.get_state()

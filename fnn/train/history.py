@@ -17,7 +17,9 @@ class History:
     running the epoch, compilation excluded), ``compile_time`` (seconds compiling during the
     epoch: non-zero only when a program was built), ``val_time``, ``steps`` (train steps in the
     epoch) and ``samples_per_s``; with gradient accumulation (``optax.MultiSteps``) also
-    ``optimizer_updates``, the updates applied to the parameters so far.
+    ``optimizer_updates``, the updates applied to the parameters so far; and ``learning_rate``,
+    the rate of the epoch's last update, when the optimizer keeps it in its state (every
+    ``fnn.optim`` optimizer, any ``optax.inject_hyperparams`` one: ``fnn.train.learning_rate``).
 
     ``history["loss"]`` is the list of one field over epochs; ``history.records`` the records.
     ``stop_reason`` says why training ended early (early stopping, non-finite loss), else None.

@@ -132,12 +132,12 @@ def evaluate(
     if is_batch_iterable(x):
         source, _ = validate.iterable_inputs(
             state, x, y, loss_fn, batch_size=batch_size, drop_remainder=False,
-            steps_per_epoch=None, epochs=None,
+            steps_per_epoch=None, epochs=None, metrics=metrics,
         )  # fmt: skip
         place = placement(_checks.check_devices("devices", devices))
         static = dict(loss_fn=loss_fn, metrics=metrics)
         return summarize(_eval_source(state, source, static, place), metrics)
-    x, y, _ = validate.labelled(state, x, y, loss_fn)
+    x, y, _ = validate.labelled(state, x, y, loss_fn, metrics=metrics)
     devices = _checks.check_devices("devices", devices)
     named = data_tree.leaves_with_names("x", x)[0] + data_tree.leaves_with_names("y", y)[0]
     check_same_everywhere(**dict(named))

@@ -17,8 +17,13 @@ state, and raises :class:`NonFiniteLossError` naming the epoch and step, with th
 attached. Checkpoints are never written for such an epoch.
 """
 
+import contextlib
 import functools
 import math
+import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,9 +36,10 @@ from tqdm.auto import tqdm
 from fnn import metrics as metrics_lib
 from fnn.losses import LossFn
 from fnn.parallel import Placement, is_main_process, placement
-from fnn.train import data_tree, validate
-from fnn.train.callbacks import Callback, Run
-from fnn.train.checkpoint import CheckpointStore, Restored
+from fnn.train import data_tree, programs, validate
+from fnn.train import learning_rate as lr_lib
+from fnn.train.callbacks import Callback, Run, epoch_end_order, load_callbacks_state
+from fnn.train.checkpoint import CheckpointStore, Restored, run_config
 from fnn.train.executors import EpochResult, EpochRunner, Strategy, choose_strategy, make_runner
 from fnn.train.history import History
 from fnn.train.inference import DEFAULT_EVAL_BATCH, Evaluator, IterableEvaluator
@@ -80,6 +86,8 @@ def fit(
     callbacks: Sequence[Callback] = (),
     verbose: int = 1,
     resume_from: str | None = None,
+    resume_overrides: Sequence[str] = (),
+    resume_missing_ok: bool = False,
     max_device_bytes: int | None = None,
     steps_per_chunk: int | None = None,
     unroll: int | None = None,
@@ -102,7 +110,11 @@ def fit(
         ``"binary_cross_entropy"``).
       batch_size: ``1`` (stochastic GD), ``n`` or ``"full"`` (full-batch GD), or any size in
         between (mini-batch GD); None for an iterable (its batches have their size).
-      epochs: total number of epochs (a resumed run counts the epochs already done).
+      epochs: the number of epochs to train ``state`` for. They continue its epoch count
+        (``state.epoch``): a state from an earlier ``fit`` goes on with the next epoch's
+        number and permutation, so ``fit(..., epochs=1)`` five times trains exactly as
+        ``epochs=5`` once. With ``resume_from`` the run ends at that same epoch, the epochs
+        already in the checkpoint included.
       validation_data: ``(x_val, y_val)`` evaluated after every epoch (``val_*`` fields).
       metrics: names or ``fnn.metrics.Metric`` values, accumulated over each epoch.
       shuffle: draw a new permutation each epoch (else the data order is kept).
@@ -115,10 +127,21 @@ def fit(
         reference); None chooses (``fnn.train.executors.choose_strategy``). What ran and why is
         in ``history.strategy`` and ``history.strategy_reason``.
       fused: ``False`` is ``strategy="unfused"``.
-      callbacks: a list, e.g. ``[EarlyStopping(), Checkpoint(dir)]``.
-      verbose: 0 silent, 1 a progress bar over epochs (and chunks when streaming).
-      resume_from: a checkpoint directory; if it holds a checkpoint, training continues after
-        its epoch with its state, seed and history, ending bit-identical to an uninterrupted run.
+      callbacks: a list, e.g. ``[EarlyStopping(), Checkpoint(dir)]`` (see
+        ``fnn.train.callbacks`` and ``fnn.train.loggers``).
+      verbose: 0 silent, 1 a progress bar over epochs (and chunks when streaming), showing
+        compilation as its own phase, 2 one line per epoch (``Epoch 3/10 - 0.12s - loss: ...``).
+      resume_from: a checkpoint directory (``fnn.Checkpoint``): training continues after its
+        newest intact epoch with its state, seed, history and data position, ending
+        bit-identical to an uninterrupted run. The checkpoint must be of this run: a different
+        model, optimizer, data shape, batch size, loss, metrics, seed or number of epochs is
+        refused with a list of what differs (``RunMismatchError``), and a damaged newest epoch
+        is skipped with a warning (see ``fnn.train.checkpoint``). A missing or empty directory
+        is an error unless ``resume_missing_ok``.
+      resume_overrides: fields of the saved run that this run changes on purpose, e.g.
+        ``("epochs",)`` to train a finished run further, or ``("batch_size", "seed")``.
+      resume_missing_ok: with ``resume_from``, start a fresh run when the directory does not
+        exist or holds no checkpoint yet (the first run of a script that always resumes).
       max_device_bytes: above this size of ``x`` plus ``y`` the data is streamed to the device
         in chunks (default 2 GiB).
       steps_per_chunk: batches per streamed chunk; setting it asks for streaming.
@@ -147,7 +170,8 @@ def fit(
         state, x, y, loss=loss, batch_size=batch_size, epochs=epochs,
         validation_data=validation_data, metrics=metrics, shuffle=shuffle, seed=seed,
         drop_remainder=drop_remainder, fused=fused, strategy=strategy, callbacks=callbacks,
-        verbose=verbose, resume_from=resume_from, max_device_bytes=max_device_bytes,
+        verbose=verbose, resume_from=resume_from, resume_overrides=resume_overrides,
+        resume_missing_ok=resume_missing_ok, max_device_bytes=max_device_bytes,
         steps_per_chunk=steps_per_chunk, unroll=unroll, devices=devices,
         steps_per_epoch=steps_per_epoch, process_local=process_local,
     )  # fmt: skip
@@ -161,11 +185,15 @@ def fit(
         steps_per_chunk=args.steps_per_chunk, unroll=args.unroll, batch=args.batch,
     )  # fmt: skip
     place = placement(args.devices)
-    state, start_epoch, seed, history, data_state = _restore(state, args.resume_from, args.seed)
+    end = _epoch_of(state) + args.epochs  # the epoch this run ends at
+    config = _run_config(state, args, end)
+    restored = _restore(state, args, config, end)
+    state, start_epoch, seed, history, data_state = restored[:5]
     history.strategy, history.strategy_reason = choice.strategy.value, choice.reason
     state = place.put_replicated(state)
     key = _placed_shuffle_key(seed, place)
-    show = args.verbose > 0 and is_main_process()  # one progress bar, on process 0
+    verbose = args.verbose if is_main_process() else 0  # progress shown by process 0 only
+    show = verbose == 1  # a progress bar (2: a line per epoch)
     runner = make_runner(choice, args.x, args.y, plan, key, args.loss_fn, args.metrics, place,
                          example=args.example, progress=show,
                          process_local=args.process_local)  # fmt: skip
@@ -173,22 +201,56 @@ def fit(
     evaluator = _evaluator(args, place)
 
     accumulates = state.accumulates_gradients
-    fields = _fields(args.metrics, evaluator is not None, accumulates)
-    run = Run(state=state, history=history, epoch=start_epoch, epochs=args.epochs, seed=seed,
-              fields=fields)  # fmt: skip
+    fields = _fields(args.metrics, evaluator is not None, accumulates,
+                     lr_lib.read(state.opt_state) is not None)  # fmt: skip
+    run = Run(state=state, history=history, epoch=start_epoch, epochs=end, seed=seed,
+              fields=fields, config=config, callbacks=args.callbacks)  # fmt: skip
     for cb in args.callbacks:
         cb.on_train_begin(run)
+    load_callbacks_state(args.callbacks, restored.callbacks_state)  # EarlyStopping's count...
     epochs = _Epochs(runner, args.metrics, evaluator, accumulates)
     # With no callback (which may stop training or replace the state) and no validation, epoch
     # e + 1 is dispatched before waiting for epoch e.
-    _train(run, epochs, args.callbacks, run_ahead=not args.callbacks and evaluator is None,
-           show=show)  # fmt: skip
+    try:
+        with _sigterm_interrupts():
+            _train(run, epochs, args.callbacks, verbose=verbose,
+                   run_ahead=not args.callbacks and evaluator is None)  # fmt: skip
+    except Preempted as err:  # the callbacks have saved the run (Checkpoint.on_interrupt)
+        print(f"fnn.fit: {err}; stopped after epoch {run.epoch}", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signal.SIGTERM) from None
     for cb in args.callbacks:
         cb.on_train_end(run)
     return run.state, history
 
 
 # ------------------------------------------------------------------------------ the pieces
+
+
+class Preempted(KeyboardInterrupt):
+    """SIGTERM arrived during ``fit`` (a preemption): handled as Ctrl-C is (the running epoch
+    is kept, callbacks' ``on_interrupt`` save the run), then the process exits with status 143."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """Turns SIGTERM into :class:`Preempted` while training, in the main thread and only when
+    no one else handles SIGTERM (a handler of the user's own is left alone)."""
+    installed = (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    )
+    if installed:
+
+        def handler(signum, frame):
+            del frame
+            raise Preempted(f"received {signal.Signals(signum).name}")
+
+        signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _evaluator(args: validate.FitInputs, place: Placement):
@@ -202,28 +264,72 @@ def _evaluator(args: validate.FitInputs, place: Placement):
     return Evaluator(xv, yv, batch, args.loss_fn, args.metrics, place)
 
 
-def _fields(metrics, validated: bool, accumulates: bool) -> tuple[str, ...]:
-    """The fields every history record of the run will have (see ``_finish_epoch``)."""
+def _fields(metrics, validated: bool, accumulates: bool, learning_rate: bool = False
+            ) -> tuple[str, ...]:  # fmt: skip
+    """The fields every history record of the run will have (see ``_finish_epoch``;
+    ``learning_rate`` when the optimizer keeps it in its state, ``fnn.train.learning_rate``)."""
     measured = ("loss", *(m.name for m in metrics))
     fields = ["epoch", *measured, "steps", "epoch_time", "compile_time", "samples_per_s"]
     if validated:
         fields += [f"val_{name}" for name in measured] + ["val_time"]
     if accumulates:
         fields.append("optimizer_updates")
+    if learning_rate:
+        fields.append(lr_lib.NAME)
     return tuple(fields)
 
 
-def _restore(state: TrainState, resume_from, seed: int) -> Restored:
-    """The run in the checkpoint in ``resume_from`` if there is one, else the given state and
-    seed with an empty history."""
-    if resume_from is not None:
-        store = CheckpointStore(resume_from)
-        try:
-            if store.latest_epoch() is not None:
-                return store.restore_run(state)
-        finally:
-            store.close()
-    return Restored(state, 0, seed, History(), None)
+def _epoch_of(state: TrainState) -> int:
+    """``state.epoch`` as an int (read from this process's copy: the state may be replicated
+    over devices of several processes)."""
+    epoch = state.epoch
+    if isinstance(epoch, jax.Array):
+        epoch = epoch.addressable_data(0)
+    return int(np.asarray(epoch))
+
+
+def _run_config(state: TrainState, args: validate.FitInputs, end: int):
+    """This run's configuration, recorded with checkpoints (None when nothing checkpoints or
+    resumes: it costs a model repr and tree walks, which a bare ``fit`` does not pay)."""
+    if args.resume_from is None and not args.callbacks:
+        return None
+    return run_config(state, x_example=args.example[0], y_example=args.example[1],
+                      batch_size=args.batch, seed=args.seed, epochs=end, loss_fn=args.loss_fn,
+                      metrics=args.metrics)  # fmt: skip
+
+
+def _restore(state: TrainState, args: validate.FitInputs, config, end: int) -> Restored:
+    """The run saved in ``args.resume_from`` (checked against ``config``), or the given state
+    and seed with an empty history when there is nothing to resume."""
+    fresh = Restored(state, _epoch_of(state), args.seed, History(), None)
+    if args.resume_from is None:
+        return fresh
+    path = os.path.abspath(os.fspath(args.resume_from))
+    if not os.path.isdir(path) or not any(n.isdigit() for n in os.listdir(path)):
+        if args.resume_missing_ok:
+            return fresh
+        what = "does not exist" if not os.path.exists(path) else "holds no checkpoint"
+        if os.path.exists(path) and not os.path.isdir(path):
+            what = "is a file, not a checkpoint directory"
+        raise FileNotFoundError(
+            f"resume_from: {path} {what}; expected a directory written by fnn.Checkpoint. "
+            f"To start a fresh run when there is nothing to resume yet, pass "
+            f"resume_missing_ok=True"
+        )
+    store = CheckpointStore(path, create=False)
+    try:
+        restored = store.restore_run(state, config=config, overrides=args.resume_overrides)
+    finally:
+        store.close()
+    if restored.epoch > end:
+        raise ValueError(
+            f"epochs: the checkpoint in {path} is at epoch {restored.epoch}, past epoch {end} "
+            f"at which this run ends (epochs={args.epochs}); expected epochs >= "
+            f"{restored.epoch - _epoch_of(state)}"
+        )
+    if "seed" in args.resume_overrides:
+        restored = restored._replace(seed=args.seed)
+    return restored
 
 
 @jax.jit
@@ -284,36 +390,65 @@ class _Epochs:
         return record, bad
 
 
-def _train(run: Run, epochs: _Epochs, callbacks, *, run_ahead: bool, show: bool) -> None:
+def _train(run: Run, epochs: _Epochs, callbacks, *, run_ahead: bool, verbose: int) -> None:
     """Runs the epochs after ``run.epoch`` up to ``run.epochs``, recording each in
-    ``run.history`` and calling back; a callback may stop it by setting ``run.stop_reason``."""
+    ``run.history`` and calling back; a callback may stop it by setting ``run.stop_reason``.
+
+    ``verbose``: 0 nothing, 1 a progress bar (``tqdm.auto``: a widget in notebooks) whose
+    first epoch shows ``compiling`` and whose ETA leaves compilation out, 2 one printed line
+    per epoch. Every recorded epoch is seen by every callback, also on Ctrl-C (the calls of
+    the epoch being recorded are completed before ``on_interrupt``).
+    """
     history = run.history
+    ordered = epoch_end_order(callbacks)
+    record_lr = lr_lib.NAME in run.fields
     bar = (  # not built at all when hidden: even a disabled tqdm costs ~0.1 ms per fit
         tqdm(total=run.epochs, initial=run.epoch, unit="epoch", dynamic_ncols=True)
-        if show
+        if verbose == 1
         else None
     )
     current = ahead = None  # epochs dispatched to the device and not yet recorded
+    pending: list[Callback] = []  # callbacks still to see the last recorded epoch
     last_done, last_time = None, math.inf
+
+    def finish(dispatched: _Dispatched):
+        record, bad = epochs.finish(dispatched, last_done)
+        if record_lr and bad < 0:
+            rate = lr_lib.read(dispatched.result.state.opt_state)  # never donated: readable
+            if rate is not None:
+                record[lr_lib.NAME] = rate
+        return record, bad
+
+    def call_back():
+        while pending:
+            pending.pop(0).on_epoch_end(run)
+
     try:
         for epoch in range(run.epoch + 1, run.epochs + 1):
+            if bar is not None and epoch == run.epoch + 1:
+                bar.set_postfix_str("compiling", refresh=True)  # the first epoch compiles
             current = ahead if ahead is not None else epochs.dispatch(epoch, run.state)
             ahead = None
             if run_ahead and epoch < run.epochs and last_time < RUN_AHEAD_MAX_EPOCH_S:
                 ahead = epochs.dispatch(epoch + 1, current.result.state)
-            record, bad = epochs.finish(current, last_done)
+            record, bad = finish(current)
             last_done, last_time = time.perf_counter(), record["epoch_time"]
             if bad >= 0:
                 raise _non_finite(run, epochs, current, bad)
             run.state, current = current.result.state, None
             history.append(record)
             run.epoch, run.data_state = epoch, epochs.runner.data_state()
-            for cb in callbacks:
-                cb.on_epoch_end(run)
+            pending[:] = ordered
+            call_back()
             if bar is not None:
                 bar.set_postfix(_format_postfix(record), refresh=False)
-                bar.start_t += record["compile_time"]  # the ETA extrapolates run time only
+                # The ETA extrapolates run time only: tqdm's rate counts from start_t (no
+                # smoothing) or from the last refresh (smoothing, the default).
+                bar.start_t += record["compile_time"]
+                bar.last_print_t += record["compile_time"]
                 bar.update(1)
+            elif verbose == 2:
+                print(_format_line(record, run.epochs), flush=True)
             if run.stop_reason:
                 history.stop_reason = run.stop_reason
                 break
@@ -323,11 +458,13 @@ def _train(run: Run, epochs: _Epochs, callbacks, *, run_ahead: bool, show: bool)
         raise
     except KeyboardInterrupt:
         if current is not None:  # the epoch runs to completion on the device anyway: keep it
-            record, bad = epochs.finish(current, last_done)
+            record, bad = finish(current)
             if bad < 0:
                 run.state = current.result.state
                 history.append(record)
                 run.epoch = current.epoch
+                pending[:] = ordered
+        call_back()  # so that what on_interrupt saves has seen every recorded epoch
         history.stop_reason = f"interrupted after epoch {run.epoch}"
         for cb in callbacks:
             cb.on_interrupt(run)
@@ -338,21 +475,80 @@ def _train(run: Run, epochs: _Epochs, callbacks, *, run_ahead: bool, show: bool)
 
 
 def _non_finite(run: Run, epochs: _Epochs, current: _Dispatched, bad: int) -> NonFiniteLossError:
-    """The error for a non-finite loss at optimizer step ``bad`` of ``current``'s epoch, with
-    the state after the epoch's good steps (replayed) attached."""
-    step_in_epoch = bad - int(current.start_state.step)
-    run.state = epochs.replay(current, step_in_epoch)
+    """The error for a non-finite loss, or state, at optimizer step ``bad`` of ``current``'s
+    epoch, with the last finite state attached (replayed).
+
+    The state before step ``bad`` is replayed and checked: an update can overflow the weights
+    while its loss is still finite (huge inputs, a huge learning rate), and then the step that
+    first made the state non-finite is searched for (by bisection over replays), so the state
+    kept is always finite.
+    """
+    start = int(current.start_state.step)
+    good = bad - start  # steps of the epoch before the bad one
+    state = epochs.replay(current, good)
+    cause = "loss"
+    if state is None or not bool(_finite(state)):
+        cause = "state"
+        if epochs.runner.replays_any_step:
+            good, state = _last_finite(epochs, current, good)
+        else:  # an iterable cannot be read again: keep the epoch's starting state
+            good, state = 0, current.start_state
+    run.state = state
+    what = (
+        "non-finite loss" if cause == "loss"
+        else "non-finite parameters (an update overflowed)"
+    )  # fmt: skip
     message = (
-        f"non-finite loss at epoch {current.epoch}/{run.epochs}, step {step_in_epoch} of "
-        f"{current.result.steps} run in that epoch (optimizer step {bad}); training stopped "
-        f"and "
-        f"the state after step {bad - 1} was kept"
+        f"{what} at epoch {current.epoch}/{run.epochs}, step {good} of "
+        f"{current.result.steps} run in that epoch (optimizer step {start + good}); training "
+        f"stopped and the state after step {start + good - 1} was kept"
     )
     run.history.stop_reason = message
     return NonFiniteLossError(
-        message, epoch=current.epoch, step=step_in_epoch, global_step=bad, state=run.state,
+        message, epoch=current.epoch, step=good, global_step=start + good, state=run.state,
         history=run.history,
     )  # fmt: skip
+
+
+def _finite(state: TrainState) -> jax.Array:
+    return programs.run(programs.state_is_finite, (state,), {})
+
+
+def _last_finite(epochs: _Epochs, current: _Dispatched, steps: int) -> tuple[int, TrainState]:
+    """``(k, state)``: the most steps ``k <= steps`` of ``current``'s epoch after which the
+    state is still finite, and that state (the start state is assumed finite)."""
+    low, high = 0, steps  # finite after `low` steps; not finite after `high`
+    kept = current.start_state
+    while high - low > 1:
+        mid = (low + high) // 2
+        state = epochs.replay(current, mid)
+        if bool(_finite(state)):
+            low, kept = mid, state
+        else:
+            high = mid
+    return low, kept
+
+
+_NOT_SHOWN = ("epoch", "steps", "epoch_time", "val_time", "compile_time", "samples_per_s",
+              "optimizer_updates")  # fmt: skip
+
+
+def _format_value(value: float) -> str:
+    """Keras's format: 4 decimals, or 4 significant digits in exponent form for small values."""
+    return f"{value:.4f}" if value == 0 or 1e-3 <= abs(value) < 1e6 else f"{value:.4e}"
+
+
+def _format_line(record: dict[str, Any], epochs: int) -> str:
+    """``Epoch 3/10 - 0.12s - loss: 0.3012 - accuracy: 0.9000 - val_loss: 0.3500``, with the
+    compile seconds after the epoch's when it compiled (``verbose=2``)."""
+    took = f"{record['epoch_time']:.2f}s"
+    if record.get("compile_time"):
+        took += f" (+{record['compile_time']:.2f}s compiling)"
+    parts = [f"Epoch {record['epoch']}/{epochs}", took]
+    for key, value in record.items():
+        if key not in _NOT_SHOWN and isinstance(value, float | int) and not isinstance(value, bool):
+            parts.append(f"{key}: {_format_value(value)}")
+    return " - ".join(parts)
 
 
 def _format_postfix(record: dict[str, Any]) -> dict[str, str]:

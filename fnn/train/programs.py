@@ -74,7 +74,8 @@ def fused_epoch(
       unroll: the ``lax.scan`` unroll factor.
       split: the sharding of a batch's example axis over the mesh (None on one device): the
         indices of every batch are split, so each device gathers only its own rows.
-      stop_after: run only the first ``stop_after`` steps (None: all).
+      stop_after: run only the first ``stop_after`` steps (None: all, and the returned state
+        records ``epoch`` as completed: ``state.epoch == epoch``).
     """
     sums = zero_sums(state, data_tree.head(x), data_tree.head(y), loss_fn, metrics)
     carry = (state, sums, jnp.int32(-1))
@@ -82,7 +83,8 @@ def fused_epoch(
         if split is not None:  # a local slice of the replicated data: no communication
             x = lax.with_sharding_constraint(x, split)
             y = lax.with_sharding_constraint(y, split)
-        return tracked_step(carry, (x, y), loss_fn, metrics)  # no permutation, no gather
+        carry = tracked_step(carry, (x, y), loss_fn, metrics)  # no permutation, no gather
+        return completed(flag_non_finite_state(carry), epoch)
     idx, mask = epoch_indices(key, epoch, plan)
     if stop_after is not None:
         idx, mask = idx[:stop_after], mask[:stop_after]
@@ -99,7 +101,36 @@ def fused_epoch(
         return tracked_step(c, step_batch, loss_fn, metrics), None
 
     carry, _ = lax.scan(body, carry, (idx, mask), unroll=unroll)
-    return carry
+    return carry if stop_after is not None else completed(flag_non_finite_state(carry), epoch)
+
+
+def state_is_finite(state: TrainState) -> jax.Array:
+    """``<bool>[]``: every float in the parameters, the model state (BatchNorm statistics) and
+    the weight average is finite. Not the optimizer state: some hold an infinity by design
+    (``optax.contrib.reduce_on_plateau`` starts its best value at +inf)."""
+    trees = (state.params, state.model_state, state.ema_params)
+    flags = [
+        jnp.all(jnp.isfinite(leaf))
+        for leaf in jax.tree_util.tree_leaves(trees)
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
+    ]
+    return jnp.all(jnp.stack(flags)) if flags else jnp.bool_(True)
+
+
+def flag_non_finite_state(carry):
+    """``carry`` with ``first_bad`` set to the state's step when every loss was finite but the
+    state is not (an update overflowed): the driver then searches for the step that did it.
+    One reduction over the state per epoch, not per step (per step it cost a fifth of a
+    batch-1 step)."""
+    state, sums, first_bad = carry
+    first_bad = jnp.where((first_bad < 0) & ~state_is_finite(state), state.step, first_bad)
+    return state, sums, first_bad
+
+
+def completed(carry, epoch):
+    """``carry`` with its state marked as having completed epoch ``epoch: <int32>[]``."""
+    state, sums, first_bad = carry
+    return state.replace(epoch=jnp.asarray(epoch, jnp.int32)), sums, first_bad
 
 
 def chunk(carry, xs, ys, masks, *, loss_fn, metrics, unroll):

@@ -32,6 +32,9 @@ class TrainState(struct.PyTreeNode):
       ema_params: an exponential moving average of ``params`` (None without ``ema_decay``):
         after every update ``ema = decay * ema + (1 - decay) * params``, starting from the
         initial parameters; ``evaluate`` / ``predict`` use it with ``use_ema=True``.
+      epoch: ``<int32>[]`` number of epochs ``fit`` has completed on this state. A further
+        ``fit`` continues from it: its epochs are numbered after it and shuffled by it, so five
+        ``fit(state, ..., epochs=1)`` calls in a row train exactly as one ``epochs=5`` call.
       key_data: ``<uint32>[2]`` raw data of the run's key (see :attr:`key`). The key of step
         ``s`` is ``fold_in(key, s)``, so the random stream never depends on how steps are grouped
         into epochs, chunks or resumed runs. Stored raw so the state copies to NumPy and
@@ -44,6 +47,7 @@ class TrainState(struct.PyTreeNode):
     """
 
     step: jax.Array
+    epoch: jax.Array
     params: Any
     model_state: Any
     opt_state: optax.OptState
@@ -93,8 +97,7 @@ class TrainState(struct.PyTreeNode):
         if ema_decay is not None:
             ema_decay = _checks.check_float("ema_decay", ema_decay, low=0, high=1)
         if key is None:
-            if not isinstance(seed, int):
-                raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+            seed = _checks.check_int("seed", seed, minimum=-(2**63), maximum=2**63 - 1)
             key = jax.random.key(seed)
         init_key, run_key = jax.random.split(key)
         example_input = data_tree.tree_map(jnp.asarray, example_input)
@@ -121,6 +124,7 @@ class TrainState(struct.PyTreeNode):
             ) from err
         return cls(
             step=jnp.zeros((), jnp.int32),
+            epoch=jnp.zeros((), jnp.int32),
             params=params,
             model_state=model_state,
             opt_state=optimizer.init(params),

@@ -22,6 +22,7 @@ from fnn import metrics as metrics_lib
 from fnn.parallel import check_same_everywhere, global_examples
 from fnn.train import data_tree
 from fnn.train.callbacks import Callback
+from fnn.train.checkpoint import OVERRIDABLE, STRUCTURAL
 from fnn.train.executors import Strategy
 from fnn.train.model import ModelFacts, model_facts
 from fnn.train.sources import IterableBatches, is_batch_iterable
@@ -125,13 +126,55 @@ def check_state(state: Any, caller: str) -> TrainState:
     return state
 
 
-def labelled(state: TrainState, x, y, loss_fn, x_name="x", y_name="y"):
-    """Checked ``(x, y, facts)`` of a labelled set for ``state``'s model and ``loss_fn``."""
+def labelled(state: TrainState, x, y, loss_fn, x_name="x", y_name="y", metrics=()):
+    """Checked ``(x, y, facts)`` of a labelled set for ``state``'s model, ``loss_fn`` and
+    ``metrics``."""
+    if loss_fn is losses_lib.sparse_categorical_cross_entropy and _is_bool(y):
+        raise TypeError(
+            f"{y_name}: sparse_categorical_cross_entropy needs integer class labels, got dtype "
+            f"bool; pass {y_name}.astype(np.int32) (with a model of 2 outputs), or use "
+            f"loss='binary_cross_entropy' with a single output"
+        )
     x, y = data_tree.as_data(x_name, x), data_tree.as_data(y_name, y)
     data_tree.check_pair(x, y, x_name, y_name)
     model = facts(state, x, x_name)
     check_targets(loss_fn, y, model.output_shape, y_name)
+    check_metric_targets(metrics, loss_fn, y, y_name)
     return x, y, model
+
+
+def _is_bool(y: Any) -> bool:
+    dtype = getattr(y, "dtype", None)
+    return dtype is not None and np.dtype(dtype) == np.bool_
+
+
+def check_metric_targets(metrics, loss_fn, y: Any, name: str = "y") -> None:
+    """Checks that each metric can read ``y`` (see ``fnn.metrics.Metric.targets``).
+
+    Class-label metrics (accuracy, precision, recall, F1, the confusion matrix) need integer
+    labels, or 0/1 targets for a single logit; regression metrics (MAE, R^2) need values
+    shaped like the predictions, not the class labels of a cross-entropy. A pytree of targets
+    is not checked.
+    """
+    if not metrics or not isinstance(y, np.ndarray) or y.size == 0:
+        return
+    labels_like = y.dtype.kind in "iub"
+    if not labels_like:
+        lo, hi = float(np.min(y)), float(np.max(y))
+        labels_like = bool(np.all((y == 0) | (y == 1)))
+    for m in metrics:
+        if m.targets == "labels" and not labels_like:
+            raise ValueError(
+                f"metrics: {m.name!r} compares predicted classes with class labels, but {name} "
+                f"holds {y.dtype} values in [{lo:.4g}, {hi:.4g}], not labels (integers, or 0/1 "
+                f"for a single logit); for regression targets use 'mae' or 'r2'"
+            )
+        if m.targets == "values" and loss_fn is losses_lib.sparse_categorical_cross_entropy:
+            raise ValueError(
+                f"metrics: {m.name!r} compares predictions with targets of the same shape, but "
+                f"{name} holds the class labels of a cross-entropy; for classification use "
+                f"'accuracy', 'macro_f1' or another label metric"
+            )
 
 
 def check_strategy(strategy: Any, fused: Any) -> Strategy | None:
@@ -176,6 +219,8 @@ class FitInputs:
     callbacks: tuple[Callback, ...]
     verbose: int
     resume_from: str | None
+    resume_overrides: tuple[str, ...]
+    resume_missing_ok: bool
     max_device_bytes: int | None
     steps_per_chunk: int | None
     unroll: int | None
@@ -189,7 +234,7 @@ class FitInputs:
 
 
 def iterable_inputs(state, x, y, loss_fn, *, batch_size, drop_remainder, steps_per_epoch,
-                    epochs, name="x") -> tuple[IterableBatches, ModelFacts]:  # fmt: skip
+                    epochs, name="x", metrics=()) -> tuple[IterableBatches, ModelFacts]:  # fmt: skip
     """The checked source of an iterable ``x`` of batches (its first batch read and checked
     against the model and the loss), and the model's facts on it."""
     if y is not None:
@@ -219,13 +264,14 @@ def iterable_inputs(state, x, y, loss_fn, *, batch_size, drop_remainder, steps_p
     fx, fy, _ = source.first
     model = facts(state, fx, f"{name}: batch 0 x")
     check_targets(loss_fn, fy, model.output_shape, f"{name}: batch 0 y")
+    check_metric_targets(metrics, loss_fn, fy, f"{name}: batch 0 y")
     return source, model
 
 
 def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metrics, shuffle,
                seed, drop_remainder, fused, strategy, callbacks, verbose, resume_from,
-               max_device_bytes, steps_per_chunk, unroll, devices,
-               steps_per_epoch, process_local) -> FitInputs:  # fmt: skip
+               resume_overrides, resume_missing_ok, max_device_bytes, steps_per_chunk, unroll,
+               devices, steps_per_epoch, process_local) -> FitInputs:  # fmt: skip
     """Checks every argument of ``fit`` (see there), in one call, before anything compiles."""
     check_state(state, "fit")
     check_not_traced("x", x, "fit")
@@ -239,7 +285,7 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
     if iterable:
         source, model = iterable_inputs(
             state, x, y, loss_fn, batch_size=batch_size, drop_remainder=drop_remainder,
-            steps_per_epoch=steps_per_epoch, epochs=epochs,
+            steps_per_epoch=steps_per_epoch, epochs=epochs, metrics=metrics,
         )  # fmt: skip
         x, y = source, None
         batch, data_bytes, example = source.batch, source.batch_bytes, source.example
@@ -256,7 +302,7 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
                 f"epochs), got {steps_per_epoch!r}"
             )
         given = (x, y)
-        x, y, model = labelled(state, x, y, loss_fn)
+        x, y, model = labelled(state, x, y, loss_fn, metrics=metrics)
         n = data_tree.num_examples(x)
         if process_local:
             n = global_examples(n)
@@ -277,12 +323,13 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
         validation = validation_data
     elif validation_data is not None:
         if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
-            raise TypeError(
-                f"validation_data: expected a tuple (x_val, y_val), got "
-                f"{type(validation_data).__name__}"
-            )
+            got = type(validation_data).__name__
+            if isinstance(validation_data, tuple | list):
+                got = f"a {got} of length {len(validation_data)}"
+            raise TypeError(f"validation_data: expected a tuple (x_val, y_val), got {got}")
         xv, yv, _ = labelled(
-            state, *validation_data, loss_fn, "validation_data[0]", "validation_data[1]"
+            state, *validation_data, loss_fn, "validation_data[0]", "validation_data[1]",
+            metrics=metrics,
         )
         validation = (xv, yv)
     same = [] if iterable or process_local else [("x", x), ("y", y)]
@@ -301,6 +348,8 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
         _checks.check_type("callbacks", cb, Callback, "fnn.Callback values")
     if resume_from is not None:
         _checks.check_type("resume_from", resume_from, str | os.PathLike, "a directory")
+    resume_overrides = _resume_overrides(resume_overrides, resume_from)
+    resume_missing_ok = _checks.check_bool("resume_missing_ok", resume_missing_ok)
     chunk = steps_per_chunk
     return FitInputs(
         loss_fn=loss_fn,
@@ -311,13 +360,15 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
         validation=validation,
         batch=batch,
         epochs=epochs,
-        seed=_checks.check_int("seed", seed),
+        seed=_checks.check_int("seed", seed, minimum=-(2**63), maximum=2**63 - 1),
         shuffle=_checks.check_bool("shuffle", shuffle),
         drop_remainder=drop_remainder,
         strategy=check_strategy(strategy, fused),
         callbacks=callbacks,
         verbose=_checks.check_choice("verbose", verbose, (0, 1, 2)),
         resume_from=resume_from,
+        resume_overrides=resume_overrides,
+        resume_missing_ok=resume_missing_ok,
         max_device_bytes=None
         if max_device_bytes is None
         else _checks.check_int("max_device_bytes", max_device_bytes, minimum=1),
@@ -333,6 +384,25 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
         process_local=process_local,
         num_examples=None if iterable else n,
     )
+
+
+def _resume_overrides(overrides, resume_from) -> tuple[str, ...]:
+    """``resume_overrides`` checked: a sequence of run_config fields that may change."""
+    if isinstance(overrides, str) or not isinstance(overrides, tuple | list):
+        raise TypeError(
+            f"resume_overrides: expected a tuple of field names such as ('epochs',), got "
+            f"{overrides!r}"
+        )
+    for field in overrides:
+        if field in STRUCTURAL:
+            raise ValueError(
+                f"resume_overrides: {field!r} cannot be overridden: it fixes the shapes of the "
+                f"saved arrays; expected some of {OVERRIDABLE}"
+            )
+        if field not in OVERRIDABLE:
+            raise ValueError(f"resume_overrides: expected some of {OVERRIDABLE}, got {field!r}")
+    del resume_from  # without it there is nothing to resume and the overrides do nothing
+    return tuple(overrides)
 
 
 def _resident(given: Any, checked: Any) -> Any:
