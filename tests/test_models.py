@@ -3,6 +3,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 
 from fnn import models
 
@@ -178,6 +179,60 @@ def test_simple_rnn_matches_numpy_recurrence():
         h = np.tanh(x[:, step] @ cell["i"]["kernel"] + cell["i"]["bias"] + h @ cell["h"]["kernel"])
         outs.append(h)
     np.testing.assert_allclose(y, np.stack(outs, axis=1), rtol=1e-5, atol=1e-6)
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def test_lstm_matches_numpy_recurrence():
+    x = np.random.default_rng(6).normal(size=(3, 6, 4)).astype(np.float32)
+    v, y = init_apply(models.LSTM(5, return_sequences=True), x)
+    p = jax.tree_util.tree_map(np.asarray, v["params"]["LSTMCell_0"])
+    c = h = np.zeros((3, 5), np.float32)
+    outs = []
+    for step in range(6):
+        z = {g: x[:, step] @ p[f"i{g}"]["kernel"] + h @ p[f"h{g}"]["kernel"] + p[f"h{g}"]["bias"]
+             for g in "ifgo"}  # fmt: skip
+        c = _sigmoid(z["f"]) * c + _sigmoid(z["i"]) * np.tanh(z["g"])
+        h = _sigmoid(z["o"]) * np.tanh(c)
+        outs.append(h)
+    np.testing.assert_allclose(y, np.stack(outs, axis=1), rtol=1e-5, atol=1e-6)
+
+
+class _LSTMCellStack(nn.Module):
+    """The LSTM as it was built before the fused cell: nn.LSTMCell layers under nn.RNN."""
+
+    widths: tuple[int, ...]
+    outputs: int
+
+    @nn.compact
+    def __call__(self, x):
+        for width in self.widths:
+            x = nn.RNN(nn.LSTMCell(width))(x)
+        return nn.Dense(self.outputs)(x[:, -1])
+
+
+def test_lstm_has_the_parameters_and_outputs_of_nn_lstm_cells():
+    # The fused cell keeps nn.LSTMCell's parameter tree (names, shapes, initial values), so
+    # checkpoints written before it load; outputs and gradients agree to float32 rounding.
+    x = jnp.asarray(np.random.default_rng(7).normal(size=(4, 9, 3)).astype(np.float32))
+    model, old = models.LSTM((5, 6), outputs=2), _LSTMCellStack((5, 6), 2)
+    v = jax.jit(model.init)(jax.random.key(1), x)
+    v_old = jax.jit(old.init)(jax.random.key(1), x)
+    assert jax.tree_util.tree_structure(v) == jax.tree_util.tree_structure(v_old)
+    assert sorted(v["params"]) == ["Dense_0", "LSTMCell_0", "LSTMCell_1"]
+    assert sorted(v["params"]["LSTMCell_0"]) == ["hf", "hg", "hi", "ho", "if", "ig", "ii", "io"]
+    for a, b in zip(jax.tree_util.tree_leaves(v), jax.tree_util.tree_leaves(v_old), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(model.apply(v, x), old.apply(v, x), rtol=1e-5, atol=1e-6)
+
+    def grads(m):
+        return jax.grad(lambda p: jnp.sum(m.apply(p, x) ** 2))(v)
+
+    for a, b in zip(jax.tree_util.tree_leaves(grads(model)),
+                    jax.tree_util.tree_leaves(grads(old)), strict=True):  # fmt: skip
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("cls", list(RNN_COUNTS), ids=lambda c: c.__name__)

@@ -2,6 +2,15 @@
 
 All recurrences run through Flax's ``nn.RNN`` (a ``lax.scan`` over time), never a Python loop.
 Sequences are batch-major: ``x: <float>[batch, time, features]``.
+
+The LSTM runs Flax's ``nn.OptimizedLSTMCell``: the same equations and the same parameters as
+``nn.LSTMCell`` (``ii``, ``if``, ``ig``, ``io`` input kernels; ``hi``, ``hf``, ``hg``, ``ho``
+recurrent kernels with biases), but the four gates' kernels are concatenated, so a step does
+two matmuls instead of eight. Each layer keeps the name ``nn.LSTMCell`` gave it
+(``LSTMCell_0``, ``LSTMCell_1``, ...), so the parameter tree, its initial values and the
+checkpoints written with ``nn.LSTMCell`` are unchanged; outputs agree to float32 rounding.
+Measured in the benchmark's LSTM(128) over 28 steps on a 2-core CPU, a training step at batch 1
+ran 1.5x faster (see the README).
 """
 
 from collections.abc import Sequence
@@ -13,7 +22,15 @@ import jax.numpy as jnp
 
 from fnn._checks import check_choice, check_type, describe
 
-CELLS = {"simple": nn.SimpleCell, "rnn": nn.SimpleCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}
+CELLS = {
+    "simple": nn.SimpleCell,
+    "rnn": nn.SimpleCell,
+    "lstm": nn.OptimizedLSTMCell,
+    "gru": nn.GRUCell,
+}
+# The name each layer's parameters live under, where it is not the cell class's own: the fused
+# LSTM cell keeps nn.LSTMCell's names, so its parameter tree is nn.LSTMCell's.
+PARAM_PREFIX = {nn.OptimizedLSTMCell: "LSTMCell"}
 
 
 def _cell_class(cell: str) -> type[nn.RNNCellBase]:
@@ -82,8 +99,10 @@ class Recurrent(nn.Module):
             )
         cell_class = _cell_class(self.cell)
         widths = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
-        for width in widths:
-            cell = cell_class(width, dtype=self.dtype, param_dtype=self.param_dtype)
+        prefix = PARAM_PREFIX.get(cell_class)
+        for layer, width in enumerate(widths):
+            name = None if prefix is None else f"{prefix}_{layer}"  # None: linen names it
+            cell = cell_class(width, dtype=self.dtype, param_dtype=self.param_dtype, name=name)
             x = nn.RNN(cell)(x, seq_lengths=lengths)
         if self.return_sequences:
             if lengths is not None:
@@ -103,7 +122,11 @@ class SimpleRNN(Recurrent):
 
 
 class LSTM(Recurrent):
-    """Long short-term memory (Hochreiter & Schmidhuber, 1997); see :class:`Recurrent`."""
+    """Long short-term memory (Hochreiter & Schmidhuber, 1997); see :class:`Recurrent`.
+
+    Each layer is ``nn.OptimizedLSTMCell`` under ``nn.RNN``, its parameters named as
+    ``nn.LSTMCell``'s (``LSTMCell_0/ii/kernel``, ..., ``LSTMCell_0/hi/bias``, ...).
+    """
 
     cell: str = "lstm"
 
