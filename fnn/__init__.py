@@ -17,10 +17,15 @@ from fnn.plot import plot_history as plot_history
 from fnn.train import BatchError as BatchError
 from fnn.train import Callback as Callback
 from fnn.train import Checkpoint as Checkpoint
+from fnn.train import CSVLogger as CSVLogger
 from fnn.train import EarlyStopping as EarlyStopping
 from fnn.train import History as History
+from fnn.train import LambdaCallback as LambdaCallback
 from fnn.train import NonFiniteLossError as NonFiniteLossError
+from fnn.train import ProfilerTrace as ProfilerTrace
+from fnn.train import ReduceLROnPlateau as ReduceLROnPlateau
 from fnn.train import Strategy as Strategy
+from fnn.train import TensorBoard as TensorBoard
 from fnn.train import TrainState as TrainState
 from fnn.train import evaluate as evaluate
 from fnn.train import fit as fit
@@ -30,12 +35,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BatchError",
+    "CSVLogger",
     "Callback",
     "Checkpoint",
     "EarlyStopping",
     "History",
+    "LambdaCallback",
     "NonFiniteLossError",
+    "ProfilerTrace",
+    "ReduceLROnPlateau",
     "Strategy",
+    "TensorBoard",
     "TrainState",
     "data",
     "evaluate",

@@ -5,17 +5,23 @@ Modules, each with one job: ``state`` (TrainState), ``model`` (the model seam), 
 (batches of an epoch), ``programs`` (the compiled
 bodies and their cache), ``sources`` (the data seam), ``executors`` (strategies and epoch
 runners), ``inference`` (evaluate, predict), ``loop`` (fit), ``validate`` (input checks),
-``callbacks``, ``checkpoint`` (Orbax), ``history``.
+``callbacks``, ``loggers`` (CSV, TensorBoard, profiler traces), ``learning_rate`` (the
+rate in the optimizer's state), ``checkpoint`` (Orbax), ``history``.
 """
 
 from fnn.train.callbacks import Callback as Callback
 from fnn.train.callbacks import Checkpoint as Checkpoint
 from fnn.train.callbacks import EarlyStopping as EarlyStopping
+from fnn.train.callbacks import LambdaCallback as LambdaCallback
+from fnn.train.callbacks import ReduceLROnPlateau as ReduceLROnPlateau
 from fnn.train.callbacks import Run as Run
 from fnn.train.executors import Strategy as Strategy
 from fnn.train.history import History as History
 from fnn.train.inference import evaluate as evaluate
 from fnn.train.inference import predict as predict
+from fnn.train.loggers import CSVLogger as CSVLogger
+from fnn.train.loggers import ProfilerTrace as ProfilerTrace
+from fnn.train.loggers import TensorBoard as TensorBoard
 from fnn.train.loop import NonFiniteLossError as NonFiniteLossError
 from fnn.train.loop import fit as fit
 from fnn.train.model import LinenModel as LinenModel
@@ -30,16 +36,21 @@ from fnn.train.step import train_step as train_step
 
 __all__ = [
     "BatchError",
+    "CSVLogger",
     "Callback",
     "Checkpoint",
     "EarlyStopping",
     "History",
+    "LambdaCallback",
     "LinenModel",
     "Model",
     "NnxModel",
     "NonFiniteLossError",
+    "ProfilerTrace",
+    "ReduceLROnPlateau",
     "Run",
     "Strategy",
+    "TensorBoard",
     "TrainState",
     "eval_step",
     "evaluate",
