@@ -152,12 +152,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "history": history,
         }
 
-    np.set_printoptions(precision=4, suppress=True)
+    def show(w: np.ndarray) -> str:  # local: NumPy's global print options stay as they are
+        return np.array2string(np.asarray(w), precision=4, suppress_small=True)
+
     print(f"{'':<15} {'weights w':<40} {'bias b':>8}")
-    print(f"{'true':<15} {np.array2string(true_w):<40} {true_b:>8.4f}")
-    print(f"{'least squares':<15} {np.array2string(lstsq[:-1]):<40} {lstsq[-1]:>8.4f}")
+    print(f"{'true':<15} {show(true_w):<40} {true_b:>8.4f}")
+    print(f"{'least squares':<15} {show(lstsq[:-1]):<40} {lstsq[-1]:>8.4f}")
     for mode, r in results.items():
-        print(f"{mode:<15} {np.array2string(r['w']):<40} {r['b']:>8.4f}")
+        print(f"{mode:<15} {show(r['w']):<40} {r['b']:>8.4f}")
     for mode, r in results.items():
         error = np.max(np.abs(np.append(r["w"] - true_w, r["b"] - true_b)))
         print(

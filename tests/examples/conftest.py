@@ -24,3 +24,14 @@ def load_example():
         return sys.modules[module_name]
 
     return load
+
+
+@pytest.fixture(autouse=True)
+def no_global_numpy_state():
+    """An example must not change NumPy's global print options: later tests (the doctests)
+    compare printed arrays."""
+    import numpy as np
+
+    before = np.get_printoptions()
+    yield
+    assert np.get_printoptions() == before, "an example changed NumPy's print options"
