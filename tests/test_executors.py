@@ -139,8 +139,9 @@ def test_strategy_survives_the_history_round_trip(tmp_path):
         (dict(steps_per_chunk=0), ValueError, "steps_per_chunk: expected an integer >= 1"),
         (dict(max_device_bytes="1GB"), TypeError, "max_device_bytes: expected an integer"),
         (dict(epochs=1.5), TypeError, "epochs: expected an integer"),
-        (dict(callbacks=None), TypeError, "callbacks: expected a list of fnn.Callback"),
-        (dict(callbacks=fnn.EarlyStopping("loss")), TypeError, "callbacks: expected a list"),
+        (dict(callbacks="es"), TypeError, "callbacks: expected a list of fnn.Callback"),
+        (dict(callbacks=[fnn.EarlyStopping("loss"), 3]), TypeError,
+         r"callbacks\[1\]: expected an fnn.Callback, got int"),  # fmt: skip
         (dict(devices="cpu"), TypeError, "devices: expected a sequence of jax.Device"),
         (dict(devices=[]), ValueError, "devices: expected at least one device"),
         (dict(verbose=3), ValueError, r"verbose: expected one of \[0, 1, 2\], got 3"),
@@ -154,6 +155,18 @@ def test_fit_options_are_checked_before_compiling(small_state, kwargs, error, ma
     with pytest.raises(error, match=match):
         fnn.fit(state, x, y, **{**base, **kwargs})
     assert compiles.count() == 0, compiles.names()
+
+
+def test_callbacks_may_be_none_or_a_single_callback_but_not_one_object_twice(small_state):
+    x, y = small_problem()
+    base = dict(loss="cross_entropy", batch_size=8, epochs=3, verbose=0)
+    _, history = fnn.fit(small_state, x, y, callbacks=None, **base)
+    assert len(history) == 3
+    stop = fnn.LambdaCallback(on_epoch_end=lambda run: setattr(run, "stop_reason", "enough"))
+    _, history = fnn.fit(small_state, x, y, callbacks=stop, **base)
+    assert len(history) == 1 and history.stop_reason == "enough"
+    with pytest.raises(ValueError, match=r"callbacks\[1\]: the same LambdaCallback object is "):
+        fnn.fit(small_state, x, y, callbacks=[stop, stop], **base)
 
 
 def test_runners_share_one_interface():

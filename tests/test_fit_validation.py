@@ -93,7 +93,9 @@ CASES = {
         ValueError,
         r"validation_data\[1\]: labels must lie in \[0, 3\)",
     ),
-    "bad_callback": (dict(callbacks=[print]), TypeError, "callbacks: expected fnn.Callback values"),
+    "bad_callback": (
+        dict(callbacks=[print]), TypeError, r"callbacks\[0\]: expected an fnn.Callback"
+    ),
     "mse_shape": (
         dict(loss="mse", y=np.ones((20, 2), np.float32)),
         ValueError,
@@ -206,3 +208,26 @@ def test_values_out_of_the_computed_range_are_refused(state, x, y, match, compil
     with pytest.raises(ValueError, match=match):
         fnn.fit(state, x, y, loss="cross_entropy", batch_size=4, epochs=1, verbose=0)
     assert compiles.count() == 0
+
+
+def test_device_arrays_are_checked_on_the_device_once(state, monkeypatch):
+    import jax.numpy as jnp
+
+    from fnn.train import data_tree
+
+    x, y = jnp.asarray(X), jnp.asarray(Y)
+    calls = []
+    summarize = data_tree._summarize
+    monkeypatch.setattr(data_tree, "_summarize", lambda a: calls.append(a.shape) or summarize(a))
+    kwargs = dict(loss="cross_entropy", batch_size=4, epochs=1, verbose=0)
+    fnn.fit(state, x, y, **kwargs)
+    assert sorted(calls) == [(20,), (20, 4)]  # x's finite check, y's label range
+    fnn.fit(state, x, y, **kwargs)
+    assert len(calls) == 2  # the same arrays again: remembered, not reduced again
+    with pytest.raises(ValueError, match=r"x: contains 1 NaN/Inf value\(s\) \(first in exam"):
+        fnn.fit(state, jnp.asarray(with_nan(X)), y, **kwargs)
+    with pytest.raises(ValueError, match=r"y: labels must lie in \[0, 3\) for a model with 3 "
+                       r"outputs, got range \[0, 7\]"):  # fmt: skip
+        fnn.fit(state, x, jnp.asarray(Y).at[3].set(7), **kwargs)
+    with pytest.raises(ValueError, match=r"metrics: 'accuracy' compares predicted classes"):
+        fnn.evaluate(state, x, jnp.asarray(X[:, :3]), loss="mse", metrics=["accuracy"])

@@ -9,8 +9,9 @@ The helpers work on host (NumPy) and device (``jax.Array``) leaves alike, and in
 programs; :func:`as_data` checks and converts data given by a user, on the host.
 """
 
+import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +57,19 @@ def head(tree: Any, n: int = 1) -> Any:
     return tree_map(lambda a: a[:n], tree)
 
 
+def example_of(tree: Any) -> Any:
+    """One host example ``[1, ...]`` per leaf, for shapes and dtypes: ``a[:1]`` of a NumPy
+    array (a view), zeros shaped like it for a device array (slicing one costs a dispatch and
+    a copy back, and only the shape and dtype are used)."""
+
+    def one(a):
+        if isinstance(a, jax.Array):
+            return np.zeros((1, *a.shape[1:]), a.dtype)
+        return a[:1]
+
+    return tree_map(one, tree)
+
+
 def take(tree: Any, index: Any) -> Any:
     """Rows ``index`` of every leaf (NumPy fancy indexing on the host, ``a[index]``)."""
     return tree_map(lambda a: a[index], tree)
@@ -90,7 +104,10 @@ def as_inputs(name: str, x: Any) -> np.ndarray:
     other integers int32.
     """
     if isinstance(x, jax.Array):
-        x = np.asarray(x)
+        kept = _device_inputs(name, x)
+        if kept is not None:
+            return kept
+        x = np.asarray(x)  # a dtype to convert, or bad values to report: on the host
     mapped = isinstance(x, np.memmap)  # read from disk: never copied whole
     try:
         arr = np.asarray(x)
@@ -117,6 +134,58 @@ def as_inputs(name: str, x: Any) -> np.ndarray:
         _check_range(name, arr, np.int32)
         arr = arr.astype(np.int32)
     return arr
+
+
+def _device_inputs(name: str, x: jax.Array) -> jax.Array | None:
+    """A device array checked where it lives (one reduction, no copy to the host), or None
+    when it must go through the host path (a dtype to convert, bad values to locate)."""
+    if x.ndim == 0:
+        raise ValueError(f"{name}: expected an array with a leading example axis, got a scalar")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name}: is empty (0 examples); expected at least one example")
+    dtype = np.dtype(x.dtype)
+    if dtype == np.bool_:
+        return x.astype(jnp.float32)
+    if dtype not in (np.float32, np.int32, *map(np.dtype, LOW_PRECISION_FLOATS)):
+        return None
+    return x if summary(x).finite else None
+
+
+class Summary(NamedTuple):
+    """What the checks need to know of an array's values."""
+
+    finite: bool  # no NaN or Inf
+    low: float  # its smallest and largest values
+    high: float
+    binary: bool  # every value is 0 or 1
+
+
+@jax.jit
+def _summarize(x: jax.Array):
+    finite = jnp.all(jnp.isfinite(x)) if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.bool_(True)
+    return finite, jnp.min(x), jnp.max(x), jnp.all((x == 0) | (x == 1))
+
+
+# Summaries of device arrays, by identity: an array is immutable, so a second fit on the same
+# arrays reads the summary instead of reducing them again. Entries die with their arrays.
+_SUMMARIES: dict[int, tuple[Any, Summary]] = {}
+
+
+def summary(a: Any) -> Summary:
+    """:class:`Summary` of ``a`` (NumPy: computed here; a device array: one reduction on the
+    device, remembered for that array)."""
+    if not isinstance(a, jax.Array):
+        a = np.asarray(a)
+        finite = bool(np.isfinite(a).all()) if a.dtype.kind == "f" else True
+        return Summary(finite, a.min(), a.max(), bool(np.all((a == 0) | (a == 1))))
+    hit = _SUMMARIES.get(id(a))
+    if hit is not None and hit[0]() is a:
+        return hit[1]
+    values = [np.asarray(v.addressable_data(0)) for v in _summarize(a)]
+    result = Summary(bool(values[0]), values[1][()], values[2][()], bool(values[3]))
+    key = id(a)
+    _SUMMARIES[key] = (weakref.ref(a, lambda _: _SUMMARIES.pop(key, None)), result)
+    return result
 
 
 CHECK_CHUNK_BYTES = 64 * 1024**2  # the finite check reads this much of an array at a time

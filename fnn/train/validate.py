@@ -8,7 +8,7 @@ everything ``fit`` is given in one call.
 
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +46,13 @@ def check_not_traced(name: str, value: Any, caller: str) -> None:
         )
 
 
+ARRAY = np.ndarray | jax.Array  # what the value checks read (a pytree's leaves are not)
+
+
 def facts(state: TrainState, x: Any, name: str = "x") -> ModelFacts:
     """The model's :class:`~fnn.train.model.ModelFacts` on inputs like ``x``, or a clear error."""
     expected = state.input_shape
-    if expected is not None and isinstance(x, np.ndarray) and x.ndim != len(expected) + 1:
+    if expected is not None and isinstance(x, ARRAY) and x.ndim != len(expected) + 1:
         shape = ", ".join(["n", *map(str, expected)])
         raise ValueError(
             f"{name}: expected inputs of rank {len(expected) + 1} ([{shape}], like the example "
@@ -59,7 +62,7 @@ def facts(state: TrainState, x: Any, name: str = "x") -> ModelFacts:
     try:
         return model_facts(state.model, state.params, state.model_state, example)
     except Exception as err:
-        if isinstance(x, np.ndarray):
+        if isinstance(x, ARRAY):
             what = f"examples of shape {x.shape[1:]} and dtype {x.dtype}"
         else:
             what = f"examples {data_tree.describe(x)}"
@@ -69,25 +72,27 @@ def facts(state: TrainState, x: Any, name: str = "x") -> ModelFacts:
 def check_targets(loss_fn, y: Any, out_shape: tuple[int, ...], name: str = "y") -> None:
     """Checks ``y`` against the loss and the model's output shape (values where known; a
     pytree of targets is checked through the loss's output shape only)."""
-    if not isinstance(y, np.ndarray):
+    if not isinstance(y, ARRAY):
         pass
     elif loss_fn is losses_lib.sparse_categorical_cross_entropy:
         classes = out_shape[-1] if out_shape else 1
-        if y.dtype.kind not in "iu":
+        if np.dtype(y.dtype).kind not in "iu":
             raise TypeError(
                 f"{name}: sparse_categorical_cross_entropy needs integer class labels, "
                 f"got dtype {y.dtype}"
             )
         if y.ndim != 1:
             raise ValueError(f"{name}: expected class labels of shape [n], got shape {y.shape}")
-        lo, hi = int(y.min()), int(y.max())
+        values = data_tree.summary(y)
+        lo, hi = int(values.low), int(values.high)
         if lo < 0 or hi >= classes:
             raise ValueError(
                 f"{name}: labels must lie in [0, {classes}) for a model with {classes} outputs, "
                 f"got range [{lo}, {hi}]"
             )
     elif loss_fn is losses_lib.binary_cross_entropy:
-        lo, hi = float(y.min()), float(y.max())
+        values = data_tree.summary(y)
+        lo, hi = float(values.low), float(values.high)
         if lo < 0 or hi > 1:
             raise ValueError(
                 f"{name}: binary_cross_entropy needs labels in [0, 1], got range [{lo}, {hi}]"
@@ -156,12 +161,12 @@ def check_metric_targets(metrics, loss_fn, y: Any, name: str = "y") -> None:
     shaped like the predictions, not the class labels of a cross-entropy. A pytree of targets
     is not checked.
     """
-    if not metrics or not isinstance(y, np.ndarray) or y.size == 0:
+    if not metrics or not isinstance(y, ARRAY) or y.size == 0:
         return
-    labels_like = y.dtype.kind in "iub"
-    if not labels_like:
-        lo, hi = float(np.min(y)), float(np.max(y))
-        labels_like = bool(np.all((y == 0) | (y == 1)))
+    labels_like = np.dtype(y.dtype).kind in "iub"
+    if not labels_like and any(m.targets == "labels" for m in metrics):
+        values = data_tree.summary(y)
+        lo, hi, labels_like = float(values.low), float(values.high), values.binary
     for m in metrics:
         if m.targets == "labels" and not labels_like:
             raise ValueError(
@@ -226,7 +231,7 @@ class FitInputs:
     unroll: int | None
     devices: tuple[jax.Device, ...] | None
     data_bytes: int  # of the training inputs and targets (of one batch for an iterable)
-    example: tuple[Any, Any]  # (x[:1], y[:1]) on the host
+    example: tuple[Any, Any]  # host arrays shaped like (x[:1], y[:1]) (data_tree.example_of)
     iterable: bool  # x is an iterable of batches
     iterable_validation: bool  # so is validation_data
     process_local: bool  # x, y are this process's rows of the training set
@@ -234,7 +239,8 @@ class FitInputs:
 
 
 def iterable_inputs(state, x, y, loss_fn, *, batch_size, drop_remainder, steps_per_epoch,
-                    epochs, name="x", metrics=()) -> tuple[IterableBatches, ModelFacts]:  # fmt: skip
+                    epochs, name="x",
+                    metrics=()) -> tuple[IterableBatches, ModelFacts]:  # fmt: skip
     """The checked source of an iterable ``x`` of batches (its first batch read and checked
     against the model and the loss), and the model's facts on it."""
     if y is not None:
@@ -308,7 +314,7 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
             n = global_examples(n)
         batch = _checks.check_batch_size("batch_size", batch_size, n)
         data_bytes = (data_tree.nbytes(x) + data_tree.nbytes(y)) * (n // data_tree.num_examples(x))
-        example = (data_tree.head(x), data_tree.head(y))
+        example = data_tree.example_of((x, y))
         x, y = _resident(given[0], x), _resident(given[1], y)
     validation = None
     if validation_data is not None and is_batch_iterable(validation_data):
@@ -338,14 +344,7 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
         same += [("validation_data[0]", validation[0]), ("validation_data[1]", validation[1])]
     named = [leaf for name, tree in same for leaf in data_tree.leaves_with_names(name, tree)[0]]
     check_same_everywhere(**dict(named))
-    if callbacks is None or isinstance(callbacks, Callback):
-        raise TypeError(
-            f"callbacks: expected a list of fnn.Callback values (e.g. [fnn.EarlyStopping()]), "
-            f"got {callbacks!r}"
-        )
-    callbacks = tuple(callbacks)
-    for cb in callbacks:
-        _checks.check_type("callbacks", cb, Callback, "fnn.Callback values")
+    callbacks = _callbacks(callbacks)
     if resume_from is not None:
         _checks.check_type("resume_from", resume_from, str | os.PathLike, "a directory")
     resume_overrides = _resume_overrides(resume_overrides, resume_from)
@@ -384,6 +383,28 @@ def fit_inputs(state, x, y, *, loss, batch_size, epochs, validation_data, metric
         process_local=process_local,
         num_examples=None if iterable else n,
     )
+
+
+def _callbacks(callbacks) -> tuple[Callback, ...]:
+    """``callbacks`` as a tuple: None is none, a single callback is one."""
+    if callbacks is None:
+        return ()
+    if isinstance(callbacks, Callback):
+        return (callbacks,)
+    if isinstance(callbacks, str | bytes) or not isinstance(callbacks, Sequence | tuple):
+        raise TypeError(
+            f"callbacks: expected a list of fnn.Callback values (e.g. [fnn.EarlyStopping()]), "
+            f"got {callbacks!r}"
+        )
+    callbacks = tuple(callbacks)
+    for i, cb in enumerate(callbacks):
+        _checks.check_type(f"callbacks[{i}]", cb, Callback, "an fnn.Callback")
+        if any(cb is other for other in callbacks[:i]):
+            raise ValueError(
+                f"callbacks[{i}]: the same {type(cb).__name__} object is given twice; each "
+                f"callback keeps its own state, so give it once (or two separate instances)"
+            )
+    return callbacks
 
 
 def _resume_overrides(overrides, resume_from) -> tuple[str, ...]:
