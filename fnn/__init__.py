@@ -18,12 +18,14 @@ from fnn.train import BatchError as BatchError
 from fnn.train import Callback as Callback
 from fnn.train import Checkpoint as Checkpoint
 from fnn.train import CSVLogger as CSVLogger
+from fnn.train import DamagedCheckpointError as DamagedCheckpointError
 from fnn.train import EarlyStopping as EarlyStopping
 from fnn.train import History as History
 from fnn.train import LambdaCallback as LambdaCallback
 from fnn.train import NonFiniteLossError as NonFiniteLossError
 from fnn.train import ProfilerTrace as ProfilerTrace
 from fnn.train import ReduceLROnPlateau as ReduceLROnPlateau
+from fnn.train import RunMismatchError as RunMismatchError
 from fnn.train import Strategy as Strategy
 from fnn.train import TensorBoard as TensorBoard
 from fnn.train import TrainState as TrainState
@@ -38,12 +40,14 @@ __all__ = [
     "CSVLogger",
     "Callback",
     "Checkpoint",
+    "DamagedCheckpointError",
     "EarlyStopping",
     "History",
     "LambdaCallback",
     "NonFiniteLossError",
     "ProfilerTrace",
     "ReduceLROnPlateau",
+    "RunMismatchError",
     "Strategy",
     "TensorBoard",
     "TrainState",

@@ -293,6 +293,15 @@ def test_the_program_cache_is_bounded(monkeypatch):
 def test_callback_is_exported_at_the_top_level():
     assert fnn.Callback is fnn.train.Callback
     assert "Callback" in fnn.__all__ and "Strategy" in fnn.__all__
+    # The errors a user catches around fit are public where fit is.
+    from fnn.train import checkpoint, loop
+
+    assert fnn.RunMismatchError is checkpoint.RunMismatchError
+    assert fnn.DamagedCheckpointError is checkpoint.DamagedCheckpointError
+    assert fnn.train.Preempted is loop.Preempted
+    assert issubclass(fnn.train.Preempted, KeyboardInterrupt)
+    for name in ("RunMismatchError", "DamagedCheckpointError", "NonFiniteLossError"):
+        assert name in fnn.__all__ and name in fnn.train.__all__
 
 
 class NoTrainKeyword(nn.Module):

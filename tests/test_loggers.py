@@ -8,6 +8,7 @@ import os
 import re
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -167,10 +168,54 @@ def test_progress_bar_shows_compiling_and_its_eta_leaves_compilation_out(data, m
     compile_time = history["compile_time"][0]
     assert compile_time > 0.05
     assert seen[0] == ("postfix", "compiling")
+    assert [s for s in seen if s == ("postfix", "compiling")] == [seen[0]]  # epoch 1 only
     updates = [s for s in seen if s[0] == "update"]
     assert len(updates) == 3
     for _, rate, elapsed in updates:  # seconds per epoch as the ETA sees them: run time only
         assert 1 / rate < compile_time and elapsed < compile_time
+
+
+@pytest.mark.parametrize(("n", "batch_size"), [(60, 1), (59, 1), (60, 7)])
+def test_a_long_epoch_advances_the_bar_within_it_and_trains_bit_for_bit_as_one_program(
+    data, monkeypatch, n, batch_size
+):
+    # 60 steps (20 equal segments), 59 (prime: a shorter last segment), 9 with a masked last
+    # batch; every epoch counts as long, and is cut into as many segments as allowed.
+    monkeypatch.setattr(loop, "SPLIT_EPOCH_S", 0.0)
+    monkeypatch.setattr(loop, "SEGMENT_S", 1e-9)
+    positions = []
+
+    class Bar(loop.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, file=io.StringIO(), mininterval=0, **kwargs)
+
+        def refresh(self, *args, **kwargs):
+            positions.append(self.n)
+            return super().refresh(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "tqdm", Bar)
+    x, y = data[0][:n], data[1][:n]
+
+    def train(verbose):
+        state = fnn.TrainState.create(MODEL, SGD, x[:1], seed=1)
+        return fnn.fit(state, x, y, loss="cross_entropy", batch_size=batch_size, epochs=3,
+                       seed=2, metrics=["accuracy"], verbose=verbose)  # fmt: skip
+
+    whole_state, whole = train(0)
+    split_state, split = train(1)
+    assert split.strategy == whole.strategy == "fused"
+    for a, b in zip(jax.tree_util.tree_leaves(whole_state), jax.tree_util.tree_leaves(split_state),
+                    strict=True):  # fmt: skip
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for field in ("loss", "accuracy", "steps"):
+        assert whole[field] == split[field], field
+    # Epoch 1 ran as one program and showed no fraction; epochs 2 and 3 moved the bar in steps.
+    assert positions == sorted(positions)
+    for epoch in (2, 3):
+        inside = [p for p in positions if epoch - 1 < p < epoch]
+        assert len(set(inside)) >= 2, (epoch, inside)  # one per segment but the last
+    assert not [p for p in positions if 0 < p < 1]
+    assert split["compile_time"][2] == 0  # the segments compiled in epoch 2, not again
 
 
 def test_lambda_callback_calls_its_functions(data):

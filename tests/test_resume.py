@@ -14,8 +14,13 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn import models, optim
-from fnn.train.checkpoint import CheckpointStore, DamagedCheckpointError, RunMismatchError
+from fnn import (  # the public names users catch
+    DamagedCheckpointError,
+    RunMismatchError,
+    models,
+    optim,
+)
+from fnn.train.checkpoint import CheckpointStore
 
 MODEL = models.MLP((16,), 3, dropout=0.2)
 

@@ -15,6 +15,8 @@ from fnn.train.callbacks import EarlyStopping as EarlyStopping
 from fnn.train.callbacks import LambdaCallback as LambdaCallback
 from fnn.train.callbacks import ReduceLROnPlateau as ReduceLROnPlateau
 from fnn.train.callbacks import Run as Run
+from fnn.train.checkpoint import DamagedCheckpointError as DamagedCheckpointError
+from fnn.train.checkpoint import RunMismatchError as RunMismatchError
 from fnn.train.executors import Strategy as Strategy
 from fnn.train.history import History as History
 from fnn.train.inference import evaluate as evaluate
@@ -23,6 +25,7 @@ from fnn.train.loggers import CSVLogger as CSVLogger
 from fnn.train.loggers import ProfilerTrace as ProfilerTrace
 from fnn.train.loggers import TensorBoard as TensorBoard
 from fnn.train.loop import NonFiniteLossError as NonFiniteLossError
+from fnn.train.loop import Preempted as Preempted
 from fnn.train.loop import fit as fit
 from fnn.train.model import LinenModel as LinenModel
 from fnn.train.model import Model as Model
@@ -39,6 +42,7 @@ __all__ = [
     "CSVLogger",
     "Callback",
     "Checkpoint",
+    "DamagedCheckpointError",
     "EarlyStopping",
     "History",
     "LambdaCallback",
@@ -46,9 +50,11 @@ __all__ = [
     "Model",
     "NnxModel",
     "NonFiniteLossError",
+    "Preempted",
     "ProfilerTrace",
     "ReduceLROnPlateau",
     "Run",
+    "RunMismatchError",
     "Strategy",
     "TensorBoard",
     "TrainState",

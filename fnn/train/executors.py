@@ -12,6 +12,7 @@ overrides it, and ``History.strategy`` / ``History.strategy_reason`` record what
 """
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -291,6 +292,66 @@ class FusedRunner(_Runner):
         # signature over every leaf of the state is skipped.
         self._last = None  # (the state the last call returned, the program that made it)
         self._next: dict[Any, Any] = {}  # program -> the program to run on its outputs
+        self._segments: list[tuple[int, int]] = []  # (start, length); empty: one program
+        self._on_segment: Callable[[int, int, int], Any] | None = None
+
+    def split(self, parts: int, on_segment: Callable[[int, int, int], Any] | None = None):
+        """Runs each later epoch as about ``parts`` programs of consecutive steps (the same
+        steps in the same order: bit for bit the same epoch), calling ``on_segment(epoch,
+        steps_done, steps)`` as each but the last has run, so that a long epoch can show its
+        progress. Segment lengths are multiples of the scan's unroll, so that every step runs
+        in the same unrolled body as in one whole-epoch program (a step compiled into a
+        different body may round differently); they are equal where a number of parts
+        between ``parts`` and ``2 * parts`` allows it (one program to compile), else the last
+        is shorter. ``parts <= 1`` goes back to one program per epoch."""
+        steps, unroll = self.source.plan.steps, max(1, int(self.static["unroll"]))
+        parts = min(int(parts), steps // unroll)
+        if parts <= 1 or (self.source.plan.full_batch and not self.source.plan.padded):
+            self._segments, self._on_segment = [], None
+            return
+        fits = lambda p: steps % p == 0 and (steps // p) % unroll == 0  # noqa: E731
+        even = next((p for p in range(parts, 2 * parts + 1) if fits(p)), None)
+        if even:
+            length = steps // even
+        else:
+            length = -(-steps // parts)
+            length += -length % unroll
+        self._segments = [(s, min(length, steps - s)) for s in range(0, steps, length)]
+        self._on_segment = on_segment
+
+    @property
+    def segments(self) -> list[tuple[int, int]]:
+        """``(first step, steps)`` of each program an epoch runs as (empty: one program)."""
+        return list(self._segments)
+
+    def run(self, state: TrainState, epoch: int, *, stop_after: int | None = None) -> EpochResult:
+        if stop_after is not None or not self._segments:
+            return super().run(state, epoch, stop_after=stop_after)
+        before = programs.compile_seconds()
+        carry = self._segmented(state, epoch)
+        return EpochResult(*carry, programs.compile_seconds() - before, self.source.plan.steps)
+
+    def _segmented(self, state, epoch):
+        """The epoch as consecutive segment programs; segment ``k + 1`` is dispatched before
+        segment ``k`` is waited for, so the device never waits on the host's progress report."""
+        src, static = self.source, self.static
+        carry = programs.run(programs.start, (state, *src.example), dict(
+            loss_fn=static["loss_fn"], metrics=static["metrics"]))  # fmt: skip
+        idx, mask = programs.run(epoch_indices, (src.key, np.int32(epoch)), dict(plan=src.plan))
+        seg_static = dict(padded=src.plan.padded, loss_fn=static["loss_fn"],
+                          metrics=static["metrics"], unroll=static["unroll"],
+                          split=static["split"])  # fmt: skip
+        waiting = None  # the `done` marker of the segment before the one just dispatched
+        for first, length in self._segments:
+            args = (carry, src.x, src.y, idx, mask, np.int32(first))
+            program = programs.compiled(programs.fused_segment, args,
+                                        {**seg_static, "length": length}, (0,))  # fmt: skip
+            carry, done = program(*args)
+            if waiting is not None and self._on_segment is not None:
+                self._on_segment(epoch, int(np.asarray(waiting)), src.plan.steps)
+            waiting = done
+        self._last = None  # the next whole-epoch call (if any) looks its program up again
+        return programs.run(programs.finish_epoch, (carry, np.int32(epoch)), {}, (0,))
 
     def _epoch(self, state, epoch, stop_after):
         src = self.source

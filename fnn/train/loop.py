@@ -49,6 +49,12 @@ from fnn.train.state import TrainState
 from fnn.train.step import summarize
 
 RUN_AHEAD_MAX_EPOCH_S = 1.0  # see the module docstring: epochs shorter than this run ahead
+# Progress within an epoch: once a fused epoch has run longer than SPLIT_EPOCH_S (compile
+# left out), later epochs run as segments of about SEGMENT_S each (at most MAX_SEGMENTS), so
+# that the bar advances within the epoch; only when the bar is shown.
+SPLIT_EPOCH_S = 1.0
+SEGMENT_S = 0.25
+MAX_SEGMENTS = 20
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -130,7 +136,10 @@ def fit(
       callbacks: a list, e.g. ``[EarlyStopping(), Checkpoint(dir)]`` (see
         ``fnn.train.callbacks`` and ``fnn.train.loggers``).
       verbose: 0 silent, 1 a progress bar over epochs (and chunks when streaming), showing
-        compilation as its own phase, 2 one line per epoch (``Epoch 3/10 - 0.12s - loss: ...``).
+        compilation as its own phase; once a fused epoch has taken more than a second, later
+        epochs run as a few programs of consecutive steps (bit for bit the same epoch) and
+        the bar advances as each finishes. 2: one line per epoch (``Epoch 3/10 - 0.12s -
+        loss: ...``).
       resume_from: a checkpoint directory (``fnn.Checkpoint``): training continues after its
         newest intact epoch with its state, seed, history and data position, ending
         bit-identical to an uninterrupted run. The checkpoint must be of this run: a different
@@ -395,8 +404,9 @@ def _train(run: Run, epochs: _Epochs, callbacks, *, run_ahead: bool, verbose: in
     ``run.history`` and calling back; a callback may stop it by setting ``run.stop_reason``.
 
     ``verbose``: 0 nothing, 1 a progress bar (``tqdm.auto``: a widget in notebooks) whose
-    first epoch shows ``compiling`` and whose ETA leaves compilation out, 2 one printed line
-    per epoch. Every recorded epoch is seen by every callback, also on Ctrl-C (the calls of
+    first epoch shows ``compiling``, whose ETA leaves compilation out, and which advances
+    within epochs longer than ``SPLIT_EPOCH_S`` (:meth:`FusedRunner.split`), 2 one printed
+    line per epoch. Every recorded epoch is seen by every callback, also on Ctrl-C (the calls of
     the epoch being recorded are completed before ``on_interrupt``).
     """
     history = run.history
@@ -407,6 +417,21 @@ def _train(run: Run, epochs: _Epochs, callbacks, *, run_ahead: bool, verbose: in
         if verbose == 1
         else None
     )
+
+    def advance(epoch: int, done: int, steps: int) -> None:
+        """A segment of ``epoch`` has run: the bar moves to the fraction of it done."""
+        bar.n = epoch - 1 + done / steps
+        bar.refresh()
+
+    def maybe_split(record) -> None:
+        """After a long epoch, later ones report their progress (fused epochs only)."""
+        split = getattr(epochs.runner, "split", None)
+        if split is None or epochs.runner.segments:
+            return
+        if record["epoch_time"] > SPLIT_EPOCH_S and record["steps"] > 1:
+            parts = min(MAX_SEGMENTS, max(2, round(record["epoch_time"] / SEGMENT_S)))
+            split(parts, advance)
+
     current = ahead = None  # epochs dispatched to the device and not yet recorded
     pending: list[Callback] = []  # callbacks still to see the last recorded epoch
     last_done, last_time = None, math.inf
@@ -423,13 +448,16 @@ def _train(run: Run, epochs: _Epochs, callbacks, *, run_ahead: bool, verbose: in
         while pending:
             pending.pop(0).on_epoch_end(run)
 
+    first = run.epoch + 1
     try:
-        for epoch in range(run.epoch + 1, run.epochs + 1):
-            if bar is not None and epoch == run.epoch + 1:
+        for epoch in range(first, run.epochs + 1):
+            if bar is not None and epoch == first:
                 bar.set_postfix_str("compiling", refresh=True)  # the first epoch compiles
             current = ahead if ahead is not None else epochs.dispatch(epoch, run.state)
             ahead = None
-            if run_ahead and epoch < run.epochs and last_time < RUN_AHEAD_MAX_EPOCH_S:
+            segmented = bool(getattr(epochs.runner, "segments", None))  # reports as it runs
+            if (run_ahead and epoch < run.epochs and last_time < RUN_AHEAD_MAX_EPOCH_S
+                    and not segmented):  # fmt: skip
                 ahead = epochs.dispatch(epoch + 1, current.result.state)
             record, bad = finish(current)
             last_done, last_time = time.perf_counter(), record["epoch_time"]
@@ -446,7 +474,9 @@ def _train(run: Run, epochs: _Epochs, callbacks, *, run_ahead: bool, verbose: in
                 # smoothing) or from the last refresh (smoothing, the default).
                 bar.start_t += record["compile_time"]
                 bar.last_print_t += record["compile_time"]
+                bar.n = epoch - 1  # segments moved it part way: whole epochs from here
                 bar.update(1)
+                maybe_split(record)
             elif verbose == 2:
                 print(_format_line(record, run.epochs), flush=True)
             if run.stop_reason:

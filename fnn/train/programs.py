@@ -88,6 +88,14 @@ def fused_epoch(
     idx, mask = epoch_indices(key, epoch, plan)
     if stop_after is not None:
         idx, mask = idx[:stop_after], mask[:stop_after]
+    carry = _scan_steps(carry, x, y, idx, mask, padded=plan.padded, loss_fn=loss_fn,
+                        metrics=metrics, unroll=unroll, split=split)  # fmt: skip
+    return carry if stop_after is not None else completed(flag_non_finite_state(carry), epoch)
+
+
+def _scan_steps(carry, x, y, idx, mask, *, padded, loss_fn, metrics, unroll, split):
+    """``lax.scan`` of :func:`tracked_step` over the batches ``idx, mask: [steps, B]`` of the
+    device-resident ``x``, ``y`` (the body of a fused epoch and of its segments)."""
     if split is not None:
         rows = NamedSharding(split.mesh, P(None, *split.spec))
         idx = lax.with_sharding_constraint(idx, rows)
@@ -97,11 +105,38 @@ def fused_epoch(
         i, m = batch
         xb, yb = gather(x, y, i)
         # Without padding the mask is all ones: leave it out so XLA folds it away.
-        step_batch = (xb, yb, m) if plan.padded else (xb, yb)
+        step_batch = (xb, yb, m) if padded else (xb, yb)
         return tracked_step(c, step_batch, loss_fn, metrics), None
 
     carry, _ = lax.scan(body, carry, (idx, mask), unroll=unroll)
-    return carry if stop_after is not None else completed(flag_non_finite_state(carry), epoch)
+    return carry
+
+
+def fused_segment(carry, x, y, idx, mask, start, *, length, padded, loss_fn, metrics, unroll,
+                  split):  # fmt: skip
+    """Steps ``start .. start + length - 1`` of an epoch, a part of :func:`fused_epoch` run as
+    its own program so that a long epoch can report progress (and the same steps, in the same
+    order, give the same state bit for bit).
+
+    Args:
+      carry: ``(state, sums, first_bad)`` after the epoch's first ``start`` steps (donated).
+      idx, mask: the epoch's ``[steps, B]`` batches (:func:`fnn.train.plan.epoch_indices`).
+      start: ``<int32>[]``, the first step of the segment; ``length``: its steps (static).
+
+    Returns ``(carry, done)``: ``done`` is a scalar that is ready when the segment has run (a
+    separate output, so the next segment may take the carry's buffers).
+    """
+    idx = lax.dynamic_slice_in_dim(idx, start, length, axis=0)
+    mask = lax.dynamic_slice_in_dim(mask, start, length, axis=0)
+    carry = _scan_steps(carry, x, y, idx, mask, padded=padded, loss_fn=loss_fn,
+                        metrics=metrics, unroll=unroll, split=split)  # fmt: skip
+    return carry, start + length
+
+
+def finish_epoch(carry, epoch):
+    """``carry`` after the last segment of epoch ``epoch: <int32>[]``: the state's finiteness
+    flagged and the epoch marked completed, as :func:`fused_epoch` ends."""
+    return completed(flag_non_finite_state(carry), epoch)
 
 
 def state_is_finite(state: TrainState) -> jax.Array:
@@ -297,7 +332,9 @@ __all__ = [
     "compile_seconds",
     "compiled",
     "eval_batches",
+    "finish_epoch",
     "fused_epoch",
+    "fused_segment",
     "gather",
     "indexed_step",
     "predict_batches",
