@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -36,7 +37,8 @@ def parser() -> argparse.ArgumentParser:
         dest="preset",
         action="store_const",
         const="quick",
-        help="default: MLP throughput at batch 1/32/256/full with every implementation, "
+        help="default: throughput at batch 1/32/256/full of the MLP with every implementation "
+        "and of logreg, cnn and lstm (small data) against the peers that can be the fastest; "
         "time to accuracy on digits with fnn, noise scale (< 3 min on 2 CPU cores)",
     )
     preset.add_argument(
@@ -84,6 +86,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     p.add_argument("--seed", type=int, help="seed of data, initialisation and shuffling")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--device-check",
+        action="store_true",
+        help="the device check (< 4 min on a GPU or TPU): the preset's fused / hand-loop / "
+        "best-peer ratios, whether the fused batch-1 scan is bound by loop control or the "
+        "device, bf16 vs f32, the fraction of the matmul peak; writes device_check.json and "
+        "device_check.md into --out (default benchmarks/results/device_check)",
+    )
     return p
 
 
@@ -131,6 +141,15 @@ def build_config(args: argparse.Namespace) -> Config:
     # list (fnn only in --quick), restricted to the families named.
     changes["implementations"] = _filter(config.implementations, families, widen=True)
     changes["tta_implementations"] = _filter(config.tta_implementations, families, widen=False)
+    per_workload = {}
+    for name, settings in config.per_workload.items():
+        if settings.implementations is not None:
+            impls = _filter(settings.implementations, families, widen=True)
+            settings = dataclasses.replace(settings, implementations=impls)
+        if args.repeats is not None:
+            settings = dataclasses.replace(settings, repeats=None)  # --repeats: everywhere
+        per_workload[name] = settings
+    changes["per_workload"] = per_workload
     if args.repeats is not None:
         if args.repeats < 1:
             raise SystemExit("--repeats must be >= 1")
@@ -156,6 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     config = build_config(args)
     start = time.perf_counter()
+    if args.device_check:
+        from benchmarks.device_check import main as device_check
+
+        return device_check(config, argv=argv, out=args.out, progress=not args.quiet)
     from benchmarks.narrative import console_report
     from benchmarks.outputs import write_outputs
     from benchmarks.suite import run

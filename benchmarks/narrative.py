@@ -384,6 +384,31 @@ def _full_batch_shortfall(
     return [_full_batch_line(full, row, target["threshold"], peak_n)]
 
 
+def _matmuls_shortfall(
+    results: dict[str, Any], target: dict[str, Any], recs: dict[tuple, Record]
+) -> list[str]:
+    """Full batch: the whole step against the speed of its own matmuls, timed alone."""
+    w = target["workload"]
+    full = next((r for (ww, i, _), r in recs.items() if ww == w and i == "fnn_fused"
+                 and r["mode"] == "full"), None)  # fmt: skip
+    if not full or not full.get("matmul_bound"):
+        return []
+    row = _summary_row(results, w, full["batch_size"])
+    rounds = row.get("fnn_vs_matmul_bound_per_round")
+    paired = (
+        f" (paired round by round: median {fmt_percent(rounds['median'])}, quartiles "
+        f"{fmt_percent(rounds['p25'])}-{fmt_percent(rounds['p75'])})"
+        if rounds else ""
+    )  # fmt: skip
+    return [
+        f"- **full batch ({w})**: the fnn step runs at "
+        f"{fmt_percent(full.get('fraction_of_matmul_bound'))} of the speed of its own "
+        f"{len(full['matmul_bound']['shapes'])} matmuls timed alone{paired}, under the "
+        f"{fmt_percent(target['threshold'])} target: the work around them (elementwise ops, "
+        f"the loss, the update, the loop) takes the rest."
+    ]
+
+
 def _iterable_shortfall(
     results: dict[str, Any], target: dict[str, Any], recs: dict[tuple, Record]
 ) -> list[str]:
@@ -414,6 +439,7 @@ _SHORTFALLS: dict[TargetId, Shortfall] = {
     TargetId.SGD_VS_HAND_LOOP: _sgd_shortfall,
     TargetId.VS_BEST_PEER: _peer_shortfall,
     TargetId.FULL_BATCH_PEAK: _full_batch_shortfall,
+    TargetId.FULL_BATCH_MATMULS: _matmuls_shortfall,
     TargetId.ITERABLE_VS_IN_MEMORY: _iterable_shortfall,
 }
 

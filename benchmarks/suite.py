@@ -251,6 +251,17 @@ def _throughput(
     return records
 
 
+def _over_budget(
+    workload: Workload, data: Dataset, spec, impls: list[str], reason: str
+) -> list[Record]:
+    """The records of a throughput group left out because the run's time budget was spent."""
+    b = resolve_batch(spec, data.num_train)
+    return [
+        _record("throughput", workload, data, b, impl, status="skipped", reason=reason)
+        for impl in impls
+    ]
+
+
 def _tta(
     config: Config,
     workload: Workload,
@@ -390,8 +401,9 @@ def _meta(config: Config, argv: list[str] | None, peak: dict, source: str) -> di
         "config": {
             k: (list(v) if isinstance(v, tuple) else v)
             for k, v in config.__dict__.items()
-            if k != "out"
-        },
+            if k not in ("out", "per_workload")
+        }
+        | {"per_workload": {k: dataclasses.asdict(v) for k, v in config.per_workload.items()}},
     }
 
 
@@ -416,10 +428,12 @@ def run(
       log: where one-line notes go.
     """
     wall_start = time.perf_counter()
-    impls = list(config.implementations)
+    throughput_impls = {name: list(config.for_workload(name).implementations)
+                        for name in config.workloads}  # fmt: skip
+    all_impls = [i for impls in throughput_impls.values() for i in impls]
     tta_impls = list(config.tta_implementations)
     skipped = {}
-    for impl in dict.fromkeys(impls + tta_impls):
+    for impl in dict.fromkeys(all_impls + tta_impls):
         reason = availability(impl)
         if reason is not None:
             skipped[impl] = reason
@@ -427,22 +441,25 @@ def run(
     source = mnist_source(config.mnist) if config.workloads else "synthetic"
     peaks = [hardware.matmul_peak(config.peak_n)]
 
-    def sample_peak() -> None:  # between groups: the peak is the best seen during the run
+    def sample_peak() -> None:  # between workloads: the peak is the best seen during the run
         peaks.append(hardware.matmul_peak(config.peak_n, repeats=3))
 
     log(f"device: {hardware.detect_device()['summary']}; f32 matmul peak "
         f"{peaks[0]['flops_per_s'] / 1e9:.1f} GFLOP/s (n={peaks[0]['n']}), re-measured "
-        f"between measurements")  # fmt: skip
+        f"between workloads")  # fmt: skip
     meta = _meta(config, argv, peaks[0], source)
     # Per workload, also those with no version of it (e.g. no NNX LSTM).
     skips = {
-        name: _workload_skips(get_workload(name), impls + tta_impls, skipped)
+        name: _workload_skips(get_workload(name), throughput_impls.get(name, []) + tta_impls,
+                              skipped)
         for name in dict.fromkeys(config.workloads + config.tta_workloads)
-    }
+    }  # fmt: skip
     total = sum(
-        len(config.batch_sizes) * len([i for i in impls if i not in skips[name]])
+        len(config.batch_sizes)
+        * len([i for i in throughput_impls[name] if i not in skips[name]])
+        * (1 + config.for_workload(name).repeats)
         for name in config.workloads
-    ) * (1 + config.repeats)
+    )
     total += len(config.tta_workloads) * len(config.tta_batch_sizes) * len(tta_impls)
     bar = _Progress(total, progress)
     records: list[Record] = []
@@ -452,12 +469,20 @@ def run(
         t0 = time.perf_counter()
         for name in config.workloads:
             workload = get_workload(name)
+            wconfig = config.for_workload(name)
+            impls = throughput_impls[name]
             data = mnist_like_data(
-                workload, config.n_train, config.n_test, source=source, seed=config.seed
+                workload, wconfig.n_train, wconfig.n_test, source=source, seed=config.seed
             )
             for spec in config.batch_sizes:
-                records += _throughput(config, workload, data, spec, impls, skips[name], bar)
-                sample_peak()
+                elapsed = time.perf_counter() - t0
+                if config.max_throughput_s is not None and elapsed > config.max_throughput_s:
+                    reason = (f"not measured: the run's throughput time budget "
+                              f"({config.max_throughput_s:.0f} s) was spent")  # fmt: skip
+                    records += _over_budget(workload, data, spec, impls, reason)
+                    continue
+                records += _throughput(wconfig, workload, data, spec, impls, skips[name], bar)
+            sample_peak()
         phases["throughput_s"] = time.perf_counter() - t0
         for name in config.tta_workloads:
             workload = get_workload(name)
@@ -474,7 +499,8 @@ def run(
                 phases["noise_scale_s"] += time.perf_counter() - t0
     finally:
         bar.close()
-    sample_peak()
+    if not config.workloads:
+        sample_peak()
     best = max(peaks, key=lambda p: p["flops_per_s"])
     meta["matmul_peak"] = {
         "flops_per_s": best["flops_per_s"],

@@ -13,10 +13,12 @@ from benchmarks.harness import spread
 from benchmarks.records import Record, groups, ok, where
 
 __all__ = [
+    "SGD_TARGET_WORKLOADS",
     "TARGET_FULL_PEAK",
     "TARGET_ITERABLE_BATCH",
     "TARGET_ITERABLE_VS_IN_MEMORY",
     "TARGET_SGD_SPEEDUP",
+    "TARGET_STEP_MATMULS",
     "TARGET_VS_BEST_PEER",
     "TargetId",
     "summarize",
@@ -25,24 +27,34 @@ __all__ = [
 TARGET_SGD_SPEEDUP = 3.0
 TARGET_VS_BEST_PEER = 1.0
 TARGET_FULL_PEAK = 0.70
+TARGET_STEP_MATMULS = 0.95
 TARGET_ITERABLE_VS_IN_MEMORY = 0.8
 TARGET_ITERABLE_BATCH = 256  # on CPU
-TARGET_WORKLOAD = "mlp"  # the targets are defined on the MLP of the target table
+PEAK_WORKLOAD = "mlp"  # the workload of the peak and Grain-loader targets
+SGD_TARGET_WORKLOADS = ("mlp", "logreg")  # batch 1 held to 3x the hand loop; others: stated
 
 
 class TargetId(StrEnum):
-    """The targets fnn is held to (on :data:`TARGET_WORKLOAD`)."""
+    """The targets fnn is held to, each checked per workload where it applies."""
 
     SGD_VS_HAND_LOOP = "sgd_vs_hand_loop"
-    """batch 1: fnn fused >= :data:`TARGET_SGD_SPEEDUP` x the hand-written Flax loop."""
+    """batch 1: fnn fused >= :data:`TARGET_SGD_SPEEDUP` x the hand-written Flax loop on the
+    workloads of :data:`SGD_TARGET_WORKLOADS`; on the others the ratio is stated with what
+    bounds it (no threshold)."""
     VS_BEST_PEER = "vs_best_peer"
-    """every batch size: fnn fused >= :data:`TARGET_VS_BEST_PEER` x the fastest peer."""
+    """every workload and batch size: fnn fused >= :data:`TARGET_VS_BEST_PEER` x the fastest
+    peer; a shortfall counts only where the quartiles of the per-round ratio lie wholly below
+    it."""
     FULL_BATCH_PEAK = "full_batch_peak"
-    """full batch: fnn fused >= :data:`TARGET_FULL_PEAK` of the measured matmul peak."""
+    """full batch, :data:`PEAK_WORKLOAD`: fnn fused >= :data:`TARGET_FULL_PEAK` of the measured
+    matmul peak."""
+    FULL_BATCH_MATMULS = "full_batch_vs_step_matmuls"
+    """full batch, every workload whose step's matmuls can be timed alone: fnn fused >=
+    :data:`TARGET_STEP_MATMULS` x the speed of its own matmuls (per-round median)."""
     ITERABLE_VS_IN_MEMORY = "iterable_vs_in_memory"
-    """batch :data:`TARGET_ITERABLE_BATCH` on CPU: fnn fed by a Grain loader >=
-    :data:`TARGET_ITERABLE_VS_IN_MEMORY` x fnn fused on in-memory arrays (not measured on
-    other devices)."""
+    """batch :data:`TARGET_ITERABLE_BATCH` on CPU, :data:`PEAK_WORKLOAD`: fnn fed by a Grain
+    loader >= :data:`TARGET_ITERABLE_VS_IN_MEMORY` x fnn fused on in-memory arrays (not
+    measured on other devices)."""
 
 
 def _paired_ratios(a: dict[str, Any], b: dict[str, Any]) -> list[float]:
@@ -145,13 +157,22 @@ def _throughput_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "workload": workload,
                 "batch_size": b,
-                "mode": next(r["mode"] for r in recs if r["batch_size"] == b),
+                "mode": group[0]["mode"]
+                if group
+                else next(
+                    r["mode"] for r in recs if (r["workload"], r["batch_size"]) == (workload, b)
+                ),
                 "fnn_fused_samples_per_s": fused_s,
                 "best_peer": best["implementation"] if best else None,
                 "best_peer_samples_per_s": best["samples_per_s"] if best else None,
                 "fnn_vs_best_peer": fused_s / best["samples_per_s"] if fused and best else None,
                 "fnn_vs_best_peer_per_round": spread(paired),
                 "fnn_vs_flax_loop": fused_s / loop["samples_per_s"] if fused and loop else None,
+                "fnn_vs_flax_loop_per_round": spread(
+                    _paired_ratios(fused, loop) if fused and loop else []
+                ),
+                "fnn_step_time_us": fused.get("step_time_us") if fused else None,
+                "flax_loop_step_time_us": loop.get("step_time_us") if loop else None,
                 "fnn_fraction_of_peak": fused.get("fraction_of_peak") if fused else None,
                 "fnn_fraction_of_matmul_bound": (
                     fused.get("fraction_of_matmul_bound") if fused else None
@@ -166,64 +187,152 @@ def _throughput_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _target(
-    target_id: TargetId, text: str, threshold: float, measured: float | None, **extra: Any
+    target_id: TargetId,
+    workload: str,
+    text: str,
+    threshold: float | None,
+    measured: float | None,
+    passed: bool | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """One target check: passed is None when ``measured`` is."""
+    """One target check. ``passed`` defaults to ``measured >= threshold``; it is None when
+    nothing was measured or there is no threshold (a ratio stated with its reason)."""
+    if passed is None and measured is not None and threshold is not None:
+        passed = bool(measured >= threshold)
     return {
         "id": target_id.value,
-        "workload": TARGET_WORKLOAD,
+        "workload": workload,
         "target": text,
         "threshold": threshold,
         "measured": measured,
-        "passed": None if measured is None else bool(measured >= threshold),
+        "passed": passed,
         **extra,
     }
 
 
-def _targets(rows: list[dict[str, Any]], platform: str | None) -> list[dict[str, Any]]:
-    """The checks of :class:`TargetId` on the throughput rows (none without the MLP)."""
-    rows = [r for r in rows if r["workload"] == TARGET_WORKLOAD]
-    if not rows:
-        return []
+def _median(row: dict[str, Any], key: str, rounds_key: str | None = None) -> float | None:
+    """The per-round median of ratio ``key`` (its rounds under ``rounds_key``, by default
+    ``key + "_per_round"``) where the repeats were paired, else the ratio of medians."""
+    rounds = row.get(rounds_key or f"{key}_per_round")
+    return rounds["median"] if rounds else row.get(key)
+
+
+def _dispatch_us(rows: list[dict[str, Any]]) -> tuple[float | None, str | None]:
+    """What the fused scan saves per step at batch 1: the hand loop's step time minus the fused
+    one, on the MLP where measured (its step is the cheapest, so the difference is the Python
+    dispatch and host-to-device copy of a step), else on the first workload that has both."""
+    sgd = [r for r in rows if r["mode"] == "sgd" and r["fnn_step_time_us"]
+           and r["flax_loop_step_time_us"]]  # fmt: skip
+    sgd.sort(key=lambda r: r["workload"] != PEAK_WORKLOAD)
+    if not sgd:
+        return None, None
+    r = sgd[0]
+    return r["flax_loop_step_time_us"] - r["fnn_step_time_us"], r["workload"]
+
+
+def _sgd_reason(row: dict[str, Any], dispatch: tuple[float | None, str | None]) -> str | None:
+    """Why batch 1 of a heavier workload cannot reach the 3x of the light ones."""
+    fused_us = row["fnn_step_time_us"]
+    saved, where = dispatch
+    if not fused_us or saved is None:
+        return None
+    bound = (fused_us + max(saved, 0.0)) / fused_us
+    return (
+        f"a fused step computes for {fused_us:.0f} us; what fusing saves per step is the hand "
+        f"loop's Python dispatch, {saved:.0f} us (hand loop minus fused, measured on {where}), "
+        f"so at most ({fused_us:.0f} + {max(saved, 0.0):.0f}) / {fused_us:.0f} = {bound:.2f}x "
+        f"is possible here"
+    )
+
+
+def _workload_targets(
+    workload: str,
+    rows: list[dict[str, Any]],
+    on_cpu: bool,
+    dispatch: tuple[float | None, str | None],
+) -> list[dict[str, Any]]:
+    """The checks of :class:`TargetId` on one workload's throughput rows."""
     sgd = next((r for r in rows if r["mode"] == "sgd"), None)
     full = next((r for r in rows if r["mode"] == "full"), None)
-    at = next((r for r in rows if r["batch_size"] == TARGET_ITERABLE_BATCH), None)
-    on_cpu = platform in (None, "cpu")
+    out = []
+    if sgd is not None and workload in SGD_TARGET_WORKLOADS:
+        out.append(_target(
+            TargetId.SGD_VS_HAND_LOOP, workload,
+            f"batch 1: fnn fused >= {TARGET_SGD_SPEEDUP:g}x the hand-written Flax loop",
+            TARGET_SGD_SPEEDUP, sgd["fnn_vs_flax_loop"],
+        ))  # fmt: skip
+    elif sgd is not None:
+        out.append(_target(
+            TargetId.SGD_VS_HAND_LOOP, workload,
+            "batch 1: fnn fused vs the hand-written Flax loop (what the hardware allows)",
+            None, sgd["fnn_vs_flax_loop"], reason=_sgd_reason(sgd, dispatch),
+        ))  # fmt: skip
     peer = [r for r in rows if r["fnn_vs_best_peer"] is not None]
-    worst = min(peer, key=lambda r: r["fnn_vs_best_peer"], default=None)
-    return [
-        _target(
-            TargetId.SGD_VS_HAND_LOOP,
-            "batch 1: fnn fused >= 3x the hand-written Flax loop",
-            TARGET_SGD_SPEEDUP,
-            sgd["fnn_vs_flax_loop"] if sgd else None,
-        ),
-        _target(
-            TargetId.VS_BEST_PEER,
-            "every batch size: fnn fused >= 1.0x the best peer",
-            TARGET_VS_BEST_PEER,
-            worst["fnn_vs_best_peer"] if worst else None,
-            worst_batch_size=worst["batch_size"] if worst else None,
+    if peer:
+        worst = min(peer, key=lambda r: _median(r, "fnn_vs_best_peer"))
+        below = [r for r in peer if _wholly_below(r, TARGET_VS_BEST_PEER)]
+        out.append(_target(
+            TargetId.VS_BEST_PEER, workload,
+            f"every batch size: fnn fused >= {TARGET_VS_BEST_PEER:g}x the best peer "
+            "(a shortfall counts where the per-round quartiles lie wholly below)",
+            TARGET_VS_BEST_PEER, _median(worst, "fnn_vs_best_peer"), passed=not below,
+            worst_batch_size=worst["batch_size"],
+            worst_per_round=worst["fnn_vs_best_peer_per_round"],
+            below_batch_sizes=[r["batch_size"] for r in below],
             per_batch={str(r["batch_size"]): r["fnn_vs_best_peer"] for r in peer},
             per_batch_per_round={
                 str(r["batch_size"]): r["fnn_vs_best_peer_per_round"] for r in peer
             },
-        ),
-        _target(
-            TargetId.FULL_BATCH_PEAK,
-            "full batch: fnn fused >= 70% of the measured matmul peak",
-            TARGET_FULL_PEAK,
-            full["fnn_fraction_of_peak"] if full else None,
-        ),
-        _target(
-            TargetId.ITERABLE_VS_IN_MEMORY,
+        ))  # fmt: skip
+    if full is not None and workload == PEAK_WORKLOAD:
+        out.append(_target(
+            TargetId.FULL_BATCH_PEAK, workload,
+            f"full batch: fnn fused >= {TARGET_FULL_PEAK:.0%} of the measured matmul peak",
+            TARGET_FULL_PEAK, full["fnn_fraction_of_peak"],
+        ))  # fmt: skip
+    if full is not None:
+        bound = full.get("matmul_bound_fraction_of_peak") is not None
+        out.append(_target(
+            TargetId.FULL_BATCH_MATMULS, workload,
+            f"full batch: fnn fused >= {TARGET_STEP_MATMULS:.0%} of the speed of the step's "
+            "own matmuls",
+            TARGET_STEP_MATMULS, (
+                _median(full, "fnn_fraction_of_matmul_bound", "fnn_vs_matmul_bound_per_round")
+                if bound
+                else None
+            ),
+            reason=None if bound else "the step loops over its matmuls (a scan over time), so "
+            "they cannot be timed alone once per step",
+        ))  # fmt: skip
+    if workload == PEAK_WORKLOAD:
+        at = next((r for r in rows if r["batch_size"] == TARGET_ITERABLE_BATCH), None)
+        out.append(_target(
+            TargetId.ITERABLE_VS_IN_MEMORY, workload,
             f"batch {TARGET_ITERABLE_BATCH} on CPU: fnn fed by a Grain loader >= "
             f"{TARGET_ITERABLE_VS_IN_MEMORY}x fnn fused on in-memory arrays",
             TARGET_ITERABLE_VS_IN_MEMORY,
             at["fnn_iterable_vs_in_memory"] if at and on_cpu else None,
             batch_size=TARGET_ITERABLE_BATCH,
-        ),
-    ]
+        ))  # fmt: skip
+    return out
+
+
+def _wholly_below(row: dict[str, Any], threshold: float) -> bool:
+    """Whether fnn fused / best peer lies wholly below ``threshold``: its per-round upper
+    quartile where the repeats were paired, else its ratio of medians."""
+    rounds = row.get("fnn_vs_best_peer_per_round")
+    value = rounds["p75"] if rounds else row["fnn_vs_best_peer"]
+    return value < threshold
+
+
+def _targets(rows: list[dict[str, Any]], platform: str | None) -> list[dict[str, Any]]:
+    """The checks of :class:`TargetId` on the throughput rows, workload by workload."""
+    on_cpu = platform in (None, "cpu")
+    dispatch = _dispatch_us(rows)
+    out = []
+    for (workload,), group in groups(rows, ("workload",)).items():
+        out += _workload_targets(workload, group, on_cpu, dispatch)
+    return out
 
 
 def _tta_best(results: dict[str, Any]) -> list[dict[str, Any]]:

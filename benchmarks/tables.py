@@ -203,11 +203,12 @@ def noise_table(results: dict[str, Any], markdown: bool) -> list[tuple[str, str]
 
 
 def targets_table(results: dict[str, Any], markdown: bool) -> tuple[str, str] | None:
-    """The target checks: what was measured against each target, and the verdict."""
+    """The target checks, workload by workload: what was measured against each target and the
+    verdict; a ratio stated rather than held to a threshold gets its reason under the table."""
     targets = results["summary"]["targets"]
     if not targets:
         return None
-    rows = []
+    rows, notes = [], []
     for t in targets:
         verdict = {True: "PASS", False: "FAIL", None: "not measured"}[t["passed"]]
         measured = t["measured"]
@@ -219,6 +220,12 @@ def targets_table(results: dict[str, Any], markdown: bool) -> tuple[str, str] | 
             shown = f"{measured:.2f}x"
             if t.get("worst_batch_size") is not None:
                 shown += f" (worst: batch {t['worst_batch_size']})"
-        rows.append([t["target"], shown, verdict])
-    title = f"Targets ({targets[0]['workload']}, ratios measured side by side in this run)"
-    return title, _table(["target", "measured", "verdict"], rows, markdown)
+        if t["passed"] is None and t.get("reason"):
+            notes.append(t["reason"])
+            verdict = f"{'stated' if measured is not None else verdict} [{len(notes)}]"
+        rows.append([t["workload"], t["target"], shown, verdict])
+    title = "Targets (ratios measured side by side in this run)"
+    table = _table(["workload", "target", "measured", "verdict"], rows, markdown)
+    if notes:
+        table += "\n" + "\n".join(f"[{i}] {note}" for i, note in enumerate(notes, 1))
+    return title, table

@@ -141,3 +141,35 @@ def test_tiny_run_writes_every_output(tmp_path, block_imports, capsys):
     for png in ("throughput_mlp.png", "accuracy_vs_time_mlp.png", "noise_scale.png"):
         data = Path(out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+def test_device_check_records_ratios_the_batch_1_bound_bf16_and_the_peak(tmp_path, capsys):
+    out = tmp_path / "check"
+    argv = ["--tiny", "--device-check", "--batch-sizes", "1,full", "--peers", "flax",
+            "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    check = json.loads((out / "device_check.json").read_text())
+    assert check["device"]["platform"] in ("cpu", "gpu", "tpu")
+    assert check["matmul_peak_flops_per_s"] > 0 and check["loop_floor_us"] > 0
+    # Every batch size of the preset, fused against the hand loop and the best peer.
+    assert {r["batch_size"] for r in check["ratios"]} == {1, 256}
+    for r in check["ratios"]:
+        assert r["fnn_fused_samples_per_s"] > 0
+        assert r["fnn_vs_flax_loop"] > 0 and r["fnn_vs_best_peer"] > 0
+        assert r["best_peer"] in ("flax_loop", "flax_scan", "nnx_loop")
+    # Batch 1: the fused step against an empty scan iteration, and what bounds it.
+    (b1,) = check["batch_1"]
+    assert b1["fused_step_us"] > 0 and b1["loop_floor_us"] == check["loop_floor_us"]
+    assert b1["bound_by"] == (
+        "loop control" if b1["fused_step_us"] <= 1.5 * b1["loop_floor_us"] else "device compute"
+    )
+    assert {b["batch_size"] for b in check["bf16_vs_f32"]} == {1, 256}
+    assert all(b["ratio"] > 0 for b in check["bf16_vs_f32"])
+    (full,) = check["full_batch_fraction_of_peak"]
+    assert 0 < full["fraction"] and full["fraction_of_own_matmuls"] > 0
+    # Time to accuracy and the noise scale are not part of the check; nothing into the checkout.
+    text = (out / "device_check.md").read_text()
+    assert text.startswith("# Device check: ") and "bound by" in text
+    assert "| mlp | 1 |" in text and "fraction of the matmul peak" in text
+    assert text in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["device_check.json", "device_check.md"]
