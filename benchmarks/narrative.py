@@ -318,7 +318,7 @@ def _sgd_shortfall(
         else ""
     )  # fmt: skip
     return [
-        f"- **batch 1**: a fused step takes {fused['step_time_us']:.1f} us against "
+        f"- **{w}, batch 1**: a fused step takes {fused['step_time_us']:.1f} us against "
         f"{loop['step_time_us']:.1f} us for the hand-written loop{scan_text}; its "
         f"{fused['flops_per_example']:.3g} FLOPs would take {ideal_us:.2f} us at "
         f"the matmul peak. The step is latency-bound: the fixed cost per step "
@@ -363,7 +363,7 @@ def _peer_shortfall(
                    "jax.profiler trace.")
             )  # fmt: skip
         out.append(
-            f"- **batch {b}**: fnn fused {fmt_rate(row['fnn_fused_samples_per_s'])}/s is "
+            f"- **{w}, batch {b}**: fnn fused {fmt_rate(row['fnn_fused_samples_per_s'])}/s is "
             f"{ratio:.2f}x {row['best_peer']} ({fmt_rate(row['best_peer_samples_per_s'])}"
             f"/s).{step}{paired}"
         )
@@ -401,7 +401,7 @@ def _matmuls_shortfall(
         if rounds else ""
     )  # fmt: skip
     return [
-        f"- **full batch ({w})**: the fnn step runs at "
+        f"- **{w}, full batch**: the fnn step runs at "
         f"{fmt_percent(full.get('fraction_of_matmul_bound'))} of the speed of its own "
         f"{len(full['matmul_bound']['shapes'])} matmuls timed alone{paired}, under the "
         f"{fmt_percent(target['threshold'])} target: the work around them (elementwise ops, "
@@ -463,7 +463,8 @@ def _shape(shape) -> str:
 
 def _full_batch_line(full: Record, row: dict[str, Any], target: float, peak_n: int | None) -> str:
     """Why the full-batch step misses the peak target, from the step's own matmul bound."""
-    head = f"- **full batch**: {fmt_percent(full.get('fraction_of_peak'))} of the measured peak."
+    share = fmt_percent(full.get("fraction_of_peak"))
+    head = f"- **{full['workload']}, full batch, matmul peak**: {share} of the measured peak."
     bound = full.get("matmul_bound")
     if not bound:
         return (

@@ -59,7 +59,7 @@ def test_a_shortfall_counts_only_where_the_per_round_quartiles_lie_wholly_below(
     target = next(t for t in noisy["summary"]["targets"] if t["id"] == TargetId.VS_BEST_PEER)
     assert target["passed"] is True and target["below_batch_sizes"] == []
     assert target["measured"] == pytest.approx(0.99)  # the per-round median
-    assert not [line for line in shortfall_lines(noisy) if "**batch 32**" in line]
+    assert not [line for line in shortfall_lines(noisy) if ", batch 32**" in line]
 
 
 @pytest.mark.parametrize(
@@ -81,7 +81,7 @@ def test_a_shortfall_says_whether_each_gap_is_within_the_noise(fnn_at_256, verdi
     target = next(t for t in results["summary"]["targets"] if t["id"] == TargetId.VS_BEST_PEER)
     assert target["passed"] is False and target["worst_batch_size"] == 32
     assert target["below_batch_sizes"] == [32] + ([256] if "real" in verdict else [])
-    (line,) = [line for line in shortfall_lines(results) if "**batch 256**" in line]
+    (line,) = [line for line in shortfall_lines(results) if ", batch 256**" in line]
     assert verdict in line
     # Only a real gap sends the reader to the compiled programs.
     assert ("--xla_dump_to" in line) == (verdict == "so the gap is real")
@@ -134,7 +134,7 @@ def test_every_workload_gets_its_targets_and_heavy_batch_1_is_stated_with_its_bo
     assert "75000 us" in cnn_sgd["reason"] and "1.90x" in cnn_sgd["reason"]
     matmuls = targets["cnn", TargetId.FULL_BATCH_MATMULS]
     assert matmuls["passed"] is False and matmuls["measured"] == pytest.approx(0.9)
-    (line,) = [line for line in shortfall_lines(results) if "**full batch (cnn)**" in line]
+    (line,) = [line for line in shortfall_lines(results) if "**cnn, full batch**" in line]
     assert "runs at 90% of the speed of its own 1 matmuls" in line
     assert ("cnn", TargetId.FULL_BATCH_PEAK) not in targets  # the peak target is the MLP's
 
@@ -162,7 +162,7 @@ def test_the_full_batch_shortfall_is_explained_by_the_steps_matmul_bound(bound_f
     assert row["matmul_bound_fraction_of_peak"] == bound_fraction
     paired = sorted(a / b for a, b in zip(fnn, bound, strict=True))
     assert row["fnn_vs_matmul_bound_per_round"]["median"] == pytest.approx(paired[2])
-    (line,) = [line for line in shortfall_lines(results) if "**full batch**" in line]
+    (line,) = [line for line in shortfall_lines(results) if ", full batch, matmul peak**" in line]
     assert "57% of the measured peak" in line
     assert f"run at {100 * bound_fraction:.0f}% of it" in line
     assert "from [4096, 64] x [64, 256] down to [4096, 256] x [256, 10]" in line
@@ -176,7 +176,7 @@ def test_the_full_batch_shortfall_without_a_bound_says_so():
         _record("fnn_fused", "fnn", 4096, [57.0] * 5, mode="full", fraction=0.57),
         _record("flax_loop", "flax", 4096, [50.0] * 5, mode="full"),
     ])  # fmt: skip
-    (line,) = [line for line in shortfall_lines(results) if "**full batch**" in line]
+    (line,) = [line for line in shortfall_lines(results) if ", full batch, matmul peak**" in line]
     assert "57% of the measured peak" in line and "not known" in line
 
 
