@@ -31,6 +31,52 @@ def assert_trees_equal(a, b):
     jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
 
 
+@pytest.mark.parametrize("async_save", [True, False])
+def test_asynchronous_and_blocking_saves_write_the_same_checkpoints(data, tmp_path, async_save):
+    x, y = data
+    ckpt = tmp_path / "ckpt"
+    checkpoint = fnn.Checkpoint(ckpt, max_to_keep=None, async_save=async_save)
+    _, history = fit(x, y, 3, callbacks=[checkpoint])
+    assert checkpoint.store.async_save is async_save
+    # Each epoch's checkpoint holds that epoch (its history ends there), though an
+    # asynchronous write is serialized while later epochs train and append to the history.
+    template = fnn.TrainState.create(MODEL, SGD, x[:1], seed=1)
+    store = CheckpointStore(ckpt, create=False)
+    try:
+        for epoch in (1, 2, 3):
+            restored = store.restore_run(template, epoch)
+            assert restored.epoch == epoch and len(restored.history) == epoch
+            assert restored.history["loss"] == history["loss"][:epoch]
+    finally:
+        store.close()
+    assert sorted(p.name for p in ckpt.iterdir()) == ["1", "2", "3"]  # nothing half-written
+
+
+class FailAt(Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, run):
+        if run.epoch == self.epoch:
+            raise RuntimeError(f"failed at epoch {self.epoch}")
+
+
+def test_fit_waits_for_asynchronous_saves_on_every_way_out(data, tmp_path, monkeypatch):
+    x, y = data
+    flushed = []
+    original = fnn.Checkpoint.flush
+    monkeypatch.setattr(fnn.Checkpoint, "flush", lambda self: (flushed.append(1), original(self)))
+    ckpt = tmp_path / "ckpt"
+    # A callback that raises after epoch 3 (before the Checkpoint sees it: it saves last).
+    with pytest.raises(RuntimeError, match="failed at epoch 3"):
+        fit(x, y, 5, callbacks=[fnn.Checkpoint(ckpt, max_to_keep=None), FailAt(3)])
+    assert flushed
+    assert sorted(p.name for p in ckpt.iterdir()) == ["1", "2"]  # written, none half-way
+    resumed, _ = fit(x, y, 5, resume_from=ckpt, callbacks=[fnn.Checkpoint(ckpt)])
+    full, _ = fit(x, y, 5)
+    assert_trees_equal(resumed.params, full.params)
+
+
 def test_resume_is_bit_identical_to_an_uninterrupted_run(data, tmp_path):
     x, y = data
     full, full_history = fit(x, y, 6, metrics=["accuracy"])
@@ -188,6 +234,7 @@ def test_early_stopping_unknown_monitor(data):
         (lambda: fnn.Checkpoint("d", every=0), ValueError, "every: expected an integer >= 1"),
         (lambda: fnn.Checkpoint("d", max_to_keep=0), ValueError, "max_to_keep: expected an"),
         (lambda: fnn.Checkpoint(None), TypeError, "directory: expected a directory path"),
+        (lambda: fnn.Checkpoint("d", async_save="no"), TypeError, "async_save: expected True"),
     ],
 )
 def test_callback_options_are_checked_when_built(make, error, match):

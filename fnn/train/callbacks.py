@@ -517,16 +517,25 @@ class Checkpoint(Callback):
     a non-finite loss are never saved, so a good checkpoint is never replaced by a bad one.
     Resume with ``fit(..., resume_from=directory)``.
 
+    By default the save is asynchronous: the state is copied to the host and checksummed
+    before training goes on (so what is written is exactly the epoch's state), and Orbax
+    writes it to disk in a background thread while the next epochs train. ``fit`` waits for
+    the write before it returns or raises (a non-finite loss, a bad batch, Ctrl-C, SIGTERM),
+    so no checkpoint it started is lost; resuming and ``restore_best`` wait for it too.
+
     Args:
       directory: where checkpoints go (one sub-directory per saved epoch).
       every: save after every ``every``-th epoch (>= 1).
       max_to_keep: how many checkpoints to keep (None: all).
+      async_save: write in the background (True) or block until written (False).
     """
 
     saves_run = True  # after the other callbacks: their state of this epoch is saved with it
 
-    def __init__(self, directory: str | os.PathLike, *, every: int = 1, max_to_keep: int = 3):
+    def __init__(self, directory: str | os.PathLike, *, every: int = 1, max_to_keep: int = 3,
+                 async_save: bool = True):  # fmt: skip
         _checks.check_type("directory", directory, str | os.PathLike, "a directory path")
+        self.async_save = _checks.check_bool("async_save", async_save)
         self.directory = directory
         self.every = _checks.check_int("every", every, minimum=1)
         self.max_to_keep = (
@@ -539,8 +548,15 @@ class Checkpoint(Callback):
     @property
     def store(self) -> CheckpointStore:
         if self._store is None:
-            self._store = CheckpointStore(self.directory, max_to_keep=self.max_to_keep)
+            self._store = CheckpointStore(self.directory, max_to_keep=self.max_to_keep,
+                                          async_save=self.async_save)  # fmt: skip
         return self._store
+
+    def flush(self) -> None:
+        """Waits until every checkpoint this callback started is on disk (``fit`` calls it
+        on every way out)."""
+        if self._store is not None:
+            self._store.wait()
 
     def on_train_begin(self, run: Run) -> None:
         path = os.path.abspath(os.fspath(self.directory))

@@ -230,10 +230,14 @@ class CheckpointStore:
     """
 
     def __init__(self, directory: str | os.PathLike, *, max_to_keep: int | None = 3,
-                 create: bool = True):  # fmt: skip
+                 create: bool = True, async_save: bool = False):  # fmt: skip
+        """``async_save``: :meth:`save` returns once the arrays are on the host and checksummed;
+        Orbax writes them to disk in a background thread (still into a temporary directory
+        renamed when complete). Every read, the next save and :meth:`close` wait for it."""
         self.directory = os.path.abspath(os.fspath(directory))
+        self.async_save = bool(async_save)
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=create, enable_async_checkpointing=False
+            max_to_keep=max_to_keep, create=create, enable_async_checkpointing=self.async_save
         )
         self.manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=("state", "meta")
@@ -243,7 +247,8 @@ class CheckpointStore:
         self, epoch: int, state: TrainState, *, seed: int, history: History, data_state=None,
         config: dict[str, Any] | None = None, callbacks_state: Any = None,
     ) -> None:  # fmt: skip
-        """Saves the state after ``epoch`` epochs (counted from 1); blocks until written.
+        """Saves the state after ``epoch`` epochs (counted from 1); blocks until written, or
+        (``async_save``) until the arrays are copied to the host.
 
         ``data_state`` is the JSON-able position of the input pipeline (a Grain iterator's
         ``get_state()``), so a resumed run reads the batches an uninterrupted one would;
@@ -263,19 +268,31 @@ class CheckpointStore:
             meta["config"] = config
         if callbacks_state is not None:
             meta["callbacks_state"] = callbacks_state
+        # A copy: an asynchronous save serializes it in the background, while the run goes on
+        # appending to the history it came from.
+        meta = json.loads(json.dumps(meta))
         self.manager.save(
             epoch,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_arrays(state)), meta=ocp.args.JsonSave(meta)
+                # The host copies just checksummed: what is written is what was summed, and
+                # the device buffers are free to be donated to the next epoch.
+                state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)
             ),
             force=True,
         )
+        if not self.async_save:
+            self.manager.wait_until_finished()
+
+    def wait(self) -> None:
+        """Blocks until every save started is on disk (a no-op without ``async_save``)."""
         self.manager.wait_until_finished()
 
     def latest_epoch(self) -> int | None:
+        self.wait()
         return self.manager.latest_step()
 
     def all_epochs(self) -> list[int]:
+        self.wait()
         return sorted(self.manager.all_steps())
 
     def restore(
@@ -367,6 +384,7 @@ class CheckpointStore:
           RunMismatchError: the checkpoint belongs to a different run.
           DamagedCheckpointError: no intact checkpoint (or ``epoch`` is damaged).
         """
+        self.wait()
         candidates = self._step_dirs() if epoch is None else [epoch]
         if not candidates:
             raise FileNotFoundError(f"resume_from: no checkpoint in {self.directory}")
@@ -406,6 +424,7 @@ class CheckpointStore:
         self.manager.reload()
 
     def close(self) -> None:
+        self.manager.wait_until_finished()
         self.manager.close()
 
 

@@ -227,6 +227,11 @@ def fit(
     except Preempted as err:  # the callbacks have saved the run (Checkpoint.on_interrupt)
         print(f"fnn.fit: {err}; stopped after epoch {run.epoch}", file=sys.stderr, flush=True)
         raise SystemExit(128 + signal.SIGTERM) from None
+    finally:  # asynchronous checkpoint writes started by the callbacks reach the disk
+        for cb in args.callbacks:
+            flush = getattr(cb, "flush", None)
+            if callable(flush):
+                flush()
     for cb in args.callbacks:
         cb.on_train_end(run)
     return run.state, history
