@@ -378,7 +378,8 @@ class StepwiseRunner(_Runner):
     def __init__(self, source: DeviceArrays, loss_fn, metrics):
         self.source = source
         self.static = dict(loss_fn=loss_fn, metrics=metrics)
-        self.step_static = dict(loss_fn=loss_fn, metrics=metrics, split=source.split)
+        self.step_static = dict(loss_fn=loss_fn, metrics=metrics, split=source.split,
+                                padded=source.plan.padded)  # fmt: skip
 
     def _epoch(self, state, epoch, stop_after):
         src, plan = self.source, self.source.plan
@@ -424,15 +425,17 @@ class StreamedRunner(_Runner):
                  *, per_step: bool, progress: bool):  # fmt: skip
         self.source, self.place, self.k = source, place, steps_per_chunk
         self.per_step, self.progress = per_step, progress
-        self.static = dict(loss_fn=loss_fn, metrics=metrics)
-        self.chunk_static = dict(loss_fn=loss_fn, metrics=metrics, unroll=unroll)
+        padded = source.plan.padded
+        self.static = dict(loss_fn=loss_fn, metrics=metrics, padded=padded)
+        self.chunk_static = dict(loss_fn=loss_fn, metrics=metrics, unroll=unroll, padded=padded)
+        self.start_static = dict(loss_fn=loss_fn, metrics=metrics)
 
     def _put(self, host_chunk):
         return self.place.put_batches(host_chunk, axis=1, batch=self.source.plan.batch)
 
     def _epoch(self, state, epoch, stop_after):
         src = self.source
-        carry = programs.run(programs.start, (state, *src.example), self.static)
+        carry = programs.run(programs.start, (state, *src.example), self.start_static)
         host = src.chunks(epoch, size=self.k, stop_after=stop_after)
         total = -(-self._steps(stop_after) // self.k)
         bar = tqdm(total=total, desc="chunks", leave=False, disable=not self.progress)
@@ -456,6 +459,7 @@ class UnfusedRunner(_Runner):
     def __init__(self, source: HostArrays, loss_fn, metrics, place: Placement):
         self.source, self.place = source, place
         self.static = dict(loss_fn=loss_fn, metrics=metrics)
+        self.step_static = dict(loss_fn=loss_fn, metrics=metrics, padded=source.plan.padded)
 
     def _epoch(self, state, epoch, stop_after):
         src = self.source
@@ -467,7 +471,7 @@ class UnfusedRunner(_Runner):
                 batch = self.place.put_batches(batch, axis=0, batch=src.plan.batch)
             if executable is None:  # every batch has the same shape: look the program up once
                 executable = programs.compiled(
-                    programs.single_step, (carry, *batch), self.static, (0,)
+                    programs.single_step, (carry, *batch), self.step_static, (0,)
                 )
             carry = executable(carry, *batch)
         return carry, self._steps(stop_after)

