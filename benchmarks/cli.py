@@ -148,6 +148,8 @@ def build_config(args: argparse.Namespace) -> Config:
             settings = dataclasses.replace(settings, implementations=impls)
         if args.repeats is not None:
             settings = dataclasses.replace(settings, repeats=None)  # --repeats: everywhere
+        if args.batch_sizes is not None:
+            settings = dataclasses.replace(settings, batch_sizes=None)  # so is --batch-sizes
         per_workload[name] = settings
     changes["per_workload"] = per_workload
     if args.repeats is not None:

@@ -455,7 +455,7 @@ def run(
         for name in dict.fromkeys(config.workloads + config.tta_workloads)
     }  # fmt: skip
     total = sum(
-        len(config.batch_sizes)
+        len(config.for_workload(name).batch_sizes)
         * len([i for i in throughput_impls[name] if i not in skips[name]])
         * (1 + config.for_workload(name).repeats)
         for name in config.workloads
@@ -474,7 +474,7 @@ def run(
             data = mnist_like_data(
                 workload, wconfig.n_train, wconfig.n_test, source=source, seed=config.seed
             )
-            for spec in config.batch_sizes:
+            for spec in wconfig.batch_sizes:
                 elapsed = time.perf_counter() - t0
                 if config.max_throughput_s is not None and elapsed > config.max_throughput_s:
                     reason = (f"not measured: the run's throughput time budget "

@@ -174,3 +174,20 @@ def test_device_check_records_ratios_the_batch_1_bound_bf16_and_the_peak(tmp_pat
     assert "| mlp | 1 |" in text and "fraction of the matmul peak" in text
     assert text in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == ["device_check.json", "device_check.md"]
+
+
+def test_quick_measures_every_workload_with_its_own_settings_and_options_override_them():
+    quick = _config()
+    assert quick.workloads == ("mlp", "logreg", "cnn", "lstm")
+    assert quick.for_workload("mlp").batch_sizes == (1, 32, 256, "full")
+    for name in ("logreg", "cnn", "lstm"):
+        settings = quick.for_workload(name)
+        assert settings.batch_sizes == (1, 32, "full") and settings.repeats >= 5
+        assert {"fnn_fused", "flax_loop", "keras_spe64", "torch_eager"} <= set(
+            settings.implementations
+        )
+    assert "flax_scan" not in quick.for_workload("cnn").implementations
+    forced = _config("--batch-sizes", "8,full", "--repeats", "3")
+    for name in forced.workloads:
+        assert forced.for_workload(name).batch_sizes == (8, "full")
+        assert forced.for_workload(name).repeats == 3
