@@ -62,7 +62,7 @@ def test_notebook_is_colab_ready(path):
     )
     # The first code cell installs fnn only when it cannot be imported, and never touches jax.
     setup, *rest = code_cells(notebook)
-    assert re.search(r"try:\n\s+import fnn\nexcept ImportError:\n\s+%pip install -q ", setup)
+    assert re.search(r"try:\n\s+import fnn\nexcept ImportError:", setup)
     assert f'"fnn @ git+https://github.com/{REPOSITORY}"' in setup
     for needed in (
         "jax.__version__",
@@ -74,7 +74,7 @@ def test_notebook_is_colab_ready(path):
     ):
         assert needed in setup, needed
     source = "\n".join([setup, *rest])
-    assert source.count("%pip") == 1 and "!pip" not in source
+    assert source.count("%pip") == 2 and "!pip" not in source  # the checkout, or GitHub
     code = "\n".join(ln for ln in source.splitlines() if not ln.lstrip().startswith("#"))
     for upgrade in ("--upgrade", " -U ", "jax[", "libtpu", "pip install jax"):
         assert upgrade not in code, upgrade
@@ -174,3 +174,46 @@ def test_notebook_runs_on_cpu(path, tmp_path, monkeypatch, kernel_name):
         assert (out / name).stat().st_size > 0, name
     check_summary(path.stem, json.loads((out / "summary.json").read_text()), out)
     assert list(cwd.iterdir()) == []  # nothing written to the working directory
+
+
+class _FakeIPython:
+    """Records the line magics a cell runs; ``%pip install`` makes ``fnn`` importable again."""
+
+    def __init__(self, blocked_fnn, monkeypatch):
+        self.magics, self._blocked, self._monkeypatch = [], blocked_fnn, monkeypatch
+
+    def run_line_magic(self, name, line, _stack_depth=1):
+        # IPython expands {variables} of the calling namespace in a magic's line.
+        self.magics.append((name, line.format_map(sys._getframe(1).f_locals)))
+        for module, value in self._blocked.items():
+            self._monkeypatch.setitem(sys.modules, module, value)
+
+
+@pytest.mark.parametrize("where", ["inside the checkout", "a fresh runtime"])
+def test_the_setup_cell_installs_fnn_when_it_cannot_be_imported(where, tmp_path, monkeypatch):
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    import fnn  # noqa: F401 - loaded, so that the fake %pip can make it importable again
+
+    notebook = nbformat.read(NOTEBOOK_DIR / "quickstart.ipynb", as_version=4)
+    python = TransformerManager().transform_cell(code_cells(notebook)[0])
+    assert "get_ipython().run_line_magic('pip'" in python
+    # fnn cannot be imported until the cell's %pip has run.
+    saved = {name: mod for name, mod in sys.modules.items() if name.split(".")[0] == "fnn"}
+    for name in saved:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "fnn", None)
+    ipython = _FakeIPython(saved, monkeypatch)
+    monkeypatch.chdir(NOTEBOOK_DIR if where == "inside the checkout" else tmp_path)
+    monkeypatch.setenv("FNN_NOTEBOOK_OUT", str(tmp_path / "out"))
+    namespace = {"get_ipython": lambda: ipython}
+    exec(compile(python, "setup-cell", "exec"), namespace)  # noqa: S102
+    ((magic, line),) = ipython.magics
+    assert magic == "pip"
+    if where == "inside the checkout":
+        assert line == f'install -q -e "{NOTEBOOK_DIR.parents[1]}"'
+        assert sys.path[0] == str(NOTEBOOK_DIR.parents[1])
+        sys.path.remove(str(NOTEBOOK_DIR.parents[1]))
+    else:
+        assert line == f'install -q "fnn @ git+https://github.com/{REPOSITORY}"'
+    assert namespace["fnn"] is saved["fnn"] and namespace["DTYPE"] is not None
