@@ -175,9 +175,11 @@ def test_progress_bar_shows_compiling_and_its_eta_leaves_compilation_out(data, m
         assert 1 / rate < compile_time and elapsed < compile_time
 
 
-@pytest.mark.parametrize(("n", "batch_size"), [(60, 1), (59, 1), (60, 7)])
+@pytest.mark.parametrize(("n", "batch_size", "strategy"),
+                         [(60, 1, "fused"), (59, 1, "fused"), (60, 7, "fused"),
+                          (59, 1, "stepwise"), (60, 7, "stepwise")])  # fmt: skip
 def test_a_long_epoch_advances_the_bar_within_it_and_trains_bit_for_bit_as_one_program(
-    data, monkeypatch, n, batch_size
+    data, monkeypatch, n, batch_size, strategy
 ):
     # 60 steps (20 equal segments), 59 (prime: a shorter last segment), 9 with a masked last
     # batch; every epoch counts as long, and is cut into as many segments as allowed.
@@ -199,11 +201,12 @@ def test_a_long_epoch_advances_the_bar_within_it_and_trains_bit_for_bit_as_one_p
     def train(verbose):
         state = fnn.TrainState.create(MODEL, SGD, x[:1], seed=1)
         return fnn.fit(state, x, y, loss="cross_entropy", batch_size=batch_size, epochs=3,
-                       seed=2, metrics=["accuracy"], verbose=verbose)  # fmt: skip
+                       seed=2, metrics=["accuracy"], verbose=verbose,
+                       strategy=strategy)  # fmt: skip
 
     whole_state, whole = train(0)
     split_state, split = train(1)
-    assert split.strategy == whole.strategy == "fused"
+    assert split.strategy == whole.strategy == strategy
     for a, b in zip(jax.tree_util.tree_leaves(whole_state), jax.tree_util.tree_leaves(split_state),
                     strict=True):  # fmt: skip
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

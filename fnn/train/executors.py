@@ -380,6 +380,25 @@ class StepwiseRunner(_Runner):
         self.static = dict(loss_fn=loss_fn, metrics=metrics)
         self.step_static = dict(loss_fn=loss_fn, metrics=metrics, split=source.split,
                                 padded=source.plan.padded)  # fmt: skip
+        self._every = 0  # report progress every this many steps (0: never)
+        self._on_segment: Callable[[int, int, int], Any] | None = None
+
+    def split(self, parts: int, on_segment: Callable[[int, int, int], Any] | None = None):
+        """Calls ``on_segment(epoch, steps_done, steps)`` about ``parts - 1`` times per epoch,
+        each after waiting for the step it reports (the same programs run: the epoch is the
+        same bit for bit); ``parts <= 1`` stops it. See :meth:`FusedRunner.split`."""
+        steps = self.source.plan.steps
+        parts = min(int(parts), steps)
+        self._every = -(-steps // parts) if parts > 1 else 0
+        self._on_segment = on_segment if parts > 1 else None
+
+    @property
+    def segments(self) -> list[tuple[int, int]]:
+        """``(first step, steps)`` of each reported part of an epoch (empty: not reported)."""
+        steps = self.source.plan.steps
+        if not self._every:
+            return []
+        return [(s, min(self._every, steps - s)) for s in range(0, steps, self._every)]
 
     def _epoch(self, state, epoch, stop_after):
         src, plan = self.source, self.source.plan
@@ -395,6 +414,11 @@ class StepwiseRunner(_Runner):
             if s < 2:
                 program = programs.compiled(programs.indexed_step, args, self.step_static, (0,))
             carry = program(*args)
+            done = s + 1
+            if self._on_segment is not None and stop_after is None and done % self._every == 0:
+                if done < plan.steps:  # the epoch's end is reported by fit itself
+                    jax.block_until_ready(carry[2])  # before the next step takes the buffers
+                    self._on_segment(epoch, done, plan.steps)
         return carry, self._steps(stop_after)
 
 

@@ -49,9 +49,10 @@ from fnn.train.state import TrainState
 from fnn.train.step import summarize
 
 RUN_AHEAD_MAX_EPOCH_S = 1.0  # see the module docstring: epochs shorter than this run ahead
-# Progress within an epoch: once a fused epoch has run longer than SPLIT_EPOCH_S (compile
-# left out), later epochs run as segments of about SEGMENT_S each (at most MAX_SEGMENTS), so
-# that the bar advances within the epoch; only when the bar is shown.
+# Progress within an epoch: once a fused or stepwise epoch has run longer than SPLIT_EPOCH_S
+# (compile left out), later epochs report parts of about SEGMENT_S each (at most MAX_SEGMENTS;
+# fused epochs run as that many programs), so that the bar advances within the epoch; only
+# when the bar is shown.
 SPLIT_EPOCH_S = 1.0
 SEGMENT_S = 0.25
 MAX_SEGMENTS = 20
@@ -136,9 +137,9 @@ def fit(
       callbacks: a list, e.g. ``[EarlyStopping(), Checkpoint(dir)]`` (see
         ``fnn.train.callbacks`` and ``fnn.train.loggers``).
       verbose: 0 silent, 1 a progress bar over epochs (and chunks when streaming), showing
-        compilation as its own phase; once a fused epoch has taken more than a second, later
-        epochs run as a few programs of consecutive steps (bit for bit the same epoch) and
-        the bar advances as each finishes. 2: one line per epoch (``Epoch 3/10 - 0.12s -
+        compilation as its own phase; once a fused or stepwise epoch has taken more than a
+        second, the bar advances within later epochs (fused ones run as a few programs of
+        consecutive steps, bit for bit the same epoch). 2: one line per epoch (``Epoch 3/10 - 0.12s -
         loss: ...``).
       resume_from: a checkpoint directory (``fnn.Checkpoint``): training continues after its
         newest intact epoch with its state, seed, history and data position, ending
@@ -429,7 +430,7 @@ def _train(run: Run, epochs: _Epochs, callbacks, *, run_ahead: bool, verbose: in
         bar.refresh()
 
     def maybe_split(record) -> None:
-        """After a long epoch, later ones report their progress (fused epochs only)."""
+        """After a long epoch, later ones report their progress (fused and stepwise epochs)."""
         split = getattr(epochs.runner, "split", None)
         if split is None or epochs.runner.segments:
             return
