@@ -139,8 +139,8 @@ def fit(
       verbose: 0 silent, 1 a progress bar over epochs (and chunks when streaming), showing
         compilation as its own phase; once a fused or stepwise epoch has taken more than a
         second, the bar advances within later epochs (fused ones run as a few programs of
-        consecutive steps, bit for bit the same epoch). 2: one line per epoch (``Epoch 3/10 - 0.12s -
-        loss: ...``).
+        consecutive steps, bit for bit the same epoch). 2: one line per epoch (``Epoch 3/10 -
+        0.12s - loss: ...``).
       resume_from: a checkpoint directory (``fnn.Checkpoint``): training continues after its
         newest intact epoch with its state, seed, history and data position, ending
         bit-identical to an uninterrupted run. The checkpoint must be of this run: a different
