@@ -370,13 +370,18 @@ def _peer_shortfall(
     return out
 
 
+def _fused_full_batch(recs: dict[tuple, Record], workload: str) -> Record | None:
+    """fnn fused's full-batch throughput record of ``workload`` (None: not measured)."""
+    return next((r for (w, i, _), r in recs.items() if w == workload and i == "fnn_fused"
+                 and r["mode"] == "full"), None)  # fmt: skip
+
+
 def _full_batch_shortfall(
     results: dict[str, Any], target: dict[str, Any], recs: dict[tuple, Record]
 ) -> list[str]:
     """Full batch: :func:`_full_batch_line` for fnn fused's full-batch record."""
     w = target["workload"]
-    full = next((r for (ww, i, _), r in recs.items() if ww == w and i == "fnn_fused"
-                 and r["mode"] == "full"), None)  # fmt: skip
+    full = _fused_full_batch(recs, w)
     if not full:
         return []
     row = _summary_row(results, w, full["batch_size"])
@@ -389,8 +394,7 @@ def _matmuls_shortfall(
 ) -> list[str]:
     """Full batch: the whole step against the speed of its own matmuls, timed alone."""
     w = target["workload"]
-    full = next((r for (ww, i, _), r in recs.items() if ww == w and i == "fnn_fused"
-                 and r["mode"] == "full"), None)  # fmt: skip
+    full = _fused_full_batch(recs, w)
     if not full or not full.get("matmul_bound"):
         return []
     row = _summary_row(results, w, full["batch_size"])
