@@ -370,6 +370,16 @@ def _peer_shortfall(
     return out
 
 
+def _paired_percent(rounds: dict[str, float] | None) -> str:
+    """`` (paired round by round: median M, quartiles P25-P75)`` in percent ("" if unpaired)."""
+    if not rounds:
+        return ""
+    return (
+        f" (paired round by round: median {fmt_percent(rounds['median'])}, quartiles "
+        f"{fmt_percent(rounds['p25'])}-{fmt_percent(rounds['p75'])})"
+    )
+
+
 def _fused_full_batch(recs: dict[tuple, Record], workload: str) -> Record | None:
     """fnn fused's full-batch throughput record of ``workload`` (None: not measured)."""
     return next((r for (w, i, _), r in recs.items() if w == workload and i == "fnn_fused"
@@ -398,12 +408,7 @@ def _matmuls_shortfall(
     if not full or not full.get("matmul_bound"):
         return []
     row = _summary_row(results, w, full["batch_size"])
-    rounds = row.get("fnn_vs_matmul_bound_per_round")
-    paired = (
-        f" (paired round by round: median {fmt_percent(rounds['median'])}, quartiles "
-        f"{fmt_percent(rounds['p25'])}-{fmt_percent(rounds['p75'])})"
-        if rounds else ""
-    )  # fmt: skip
+    paired = _paired_percent(row.get("fnn_vs_matmul_bound_per_round"))
     return [
         f"- **{w}, full batch**: the fnn step runs at "
         f"{fmt_percent(full.get('fraction_of_matmul_bound'))} of the speed of its own "
@@ -481,12 +486,7 @@ def _full_batch_line(full: Record, row: dict[str, Any], target: float, peak_n: i
     narrow = min(shapes, key=lambda pair: min(min(pair[0]), min(pair[1])))
     q = bound["fraction_of_peak"]
     r = full.get("fraction_of_matmul_bound")
-    rounds = row.get("fnn_vs_matmul_bound_per_round")
-    paired = (
-        f" (paired round by round: median {fmt_percent(rounds['median'])}, quartiles "
-        f"{fmt_percent(rounds['p25'])}-{fmt_percent(rounds['p75'])})"
-        if rounds else ""
-    )  # fmt: skip
+    paired = _paired_percent(row.get("fnn_vs_matmul_bound_per_round"))
     verdict = (
         f"Even a step that did nothing but its matmuls would reach only {fmt_percent(q)}, "
         f"under the {fmt_percent(target)} target: most of the gap is in the matmul kernels at "
