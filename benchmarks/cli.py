@@ -37,8 +37,9 @@ def parser() -> argparse.ArgumentParser:
         dest="preset",
         action="store_const",
         const="quick",
-        help="default: throughput at batch 1/32/256/full of the MLP with every implementation "
-        "and of logreg, cnn and lstm (small data) against the peers that can be the fastest; "
+        help="default: throughput of the MLP at batch 1/32/256/full with every implementation "
+        "and of logreg, cnn and lstm (small data) at 1/32/full against the peers that can be "
+        "the fastest; "
         "time to accuracy on digits with fnn, noise scale (< 3 min on 2 CPU cores)",
     )
     preset.add_argument(

@@ -208,7 +208,6 @@ PRESETS: dict[str, Config] = {
                 implementations=QUICK_PEERS,
                 batch_sizes=QUICK_BATCHES,
                 max_steps_per_epoch=256,
-                min_repeat_s=0.05,
             ),
             # No hand lax.scan on the CNN: XLA:CPU runs its convolutions ~10x slower inside a
             # loop (152 samples/s against 2.7k/s for the hand loop at full batch, measured in
@@ -218,14 +217,12 @@ PRESETS: dict[str, Config] = {
                 batch_sizes=QUICK_BATCHES,
                 n_train=512,
                 max_steps_per_epoch=64,
-                min_repeat_s=0.05,
             ),
             "lstm": WorkloadSettings(
                 implementations=QUICK_PEERS,
                 batch_sizes=QUICK_BATCHES,
                 n_train=512,
                 max_steps_per_epoch=64,
-                min_repeat_s=0.05,
             ),
         },
     ),
